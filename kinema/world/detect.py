@@ -17,6 +17,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from kinema.world import vocab
+from kinema.world.motion import SHAPE_EXTENTS
 
 PALETTE_NAMES = tuple(vocab.COLORS)
 PALETTE = np.array([vocab.COLORS[c] for c in PALETTE_NAMES], np.float32)  # (8, 3)
@@ -27,6 +28,7 @@ SIZE_BOUNDS = (
     math.sqrt(vocab.SIZES["medium"] * vocab.SIZES["large"]),
 )
 SPEED_BOUND = math.sqrt(vocab.SPEEDS["slow"] * vocab.SPEEDS["fast"])
+MAX_HALF_WIDTH = SHAPE_EXTENTS["triangle"][0] * vocab.SIZES["large"]  # short sides
 GROWTH_BOUND = math.sqrt(vocab.GROWTH_RATES["slow"] * vocab.GROWTH_RATES["fast"])
 
 
@@ -144,6 +146,10 @@ def frame_blobs(frame: np.ndarray, frame_index: int = 0) -> tuple[list[Blob], bo
     short = min(height, width)
     index, pillar = classify_pixels(frame)
     columns = _pillar_columns(pillar)
+    # The pillar's anti-aliased edge mixes with what passes behind it (yellow over brown reads
+    # orange): those columns say nothing about objects.
+    pillar_rim = ndimage.binary_dilation(columns, iterations=1) & ~columns
+    index[:, pillar_rim] = -1
     near_pillar = ndimage.binary_dilation(np.broadcast_to(columns, (height, width)), iterations=2)
     min_area = max(3, int(0.0008 * height * width))
     pieces: list[tuple[int, np.ndarray]] = []
@@ -211,8 +217,10 @@ def _merge_across_pillar(pieces, near_pillar):
     """An object half behind the pillar shows as two same-coloured pieces, one on each side.
 
     Two pieces are one object when both touch the pillar, they share rows, and together
-    (pillar included) they are no wider than an object of their height can be.
+    (pillar included) they are no wider than the pillar plus the widest object.
     """
+    height, width = near_pillar.shape
+    widest = near_pillar[0].sum() + 2 * MAX_HALF_WIDTH * min(height, width)
     touching = [i for i, (_, m) in enumerate(pieces) if (m & near_pillar).any()]
     merged: set[int] = set()
     out = []
@@ -222,9 +230,8 @@ def _merge_across_pillar(pieces, near_pillar):
                 continue
             (ya, xa), (yb, xb) = np.nonzero(pieces[a][1]), np.nonzero(pieces[b][1])
             overlap = min(ya.max(), yb.max()) - max(ya.min(), yb.min())
-            tall = max(np.ptp(ya), np.ptp(yb)) + 1
             wide = max(xa.max(), xb.max()) - min(xa.min(), xb.min()) + 1
-            if overlap > 0.5 * min(np.ptp(ya), np.ptp(yb)) and wide <= 1.6 * tall + 2:
+            if overlap > 0.5 * min(np.ptp(ya), np.ptp(yb)) and wide <= widest:
                 out.append((pieces[a][0], pieces[a][1] | pieces[b][1]))
                 merged |= {a, b}
     return out + [p for i, p in enumerate(pieces) if i not in merged]

@@ -1,0 +1,224 @@
+"""The `kinema` command line: parses, then calls the library. Bad input exits 2 with one line."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="kinema: text to video.")
+world_app = typer.Typer(no_args_is_help=True, help="The Shapes world: render, sample, vocabulary.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that judge generated videos.")
+app.add_typer(world_app, name="world")
+app.add_typer(bench_app, name="bench")
+console = Console()
+err = Console(stderr=True)
+
+
+class UsageError(Exception):
+    """Input the user can fix: printed as one line, exit code 2."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"size must look like WIDTHxHEIGHT, e.g. 64x64, got {text!r}") from None
+    return w, h
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=False,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- world
+
+
+@world_app.command("render")
+def world_render(
+    caption: Annotated[
+        str, typer.Argument(help='e.g. "a red circle moving left on a black background"')
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="MP4, GIF or WebM to write")
+    ] = Path("clip.mp4"),
+    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT")] = "64x64",
+    seconds: Annotated[float, typer.Option(help="clip length")] = 2.0,
+    fps: Annotated[float, typer.Option(help="frames per second")] = 8.0,
+    seed: Annotated[int, typer.Option(help="chooses where the objects start")] = 0,
+) -> None:
+    """Render exactly the scene a caption describes."""
+    from kinema.io.video import write_video
+    from kinema.world.parse import parse_caption
+    from kinema.world.render import render
+    from kinema.world.sampler import place
+
+    width, height = parse_size(size)
+    num_frames = max(1, round(seconds * fps) + 1)
+    scene = place(
+        parse_caption(caption), np.random.default_rng(seed), seconds, width, height, strict=False
+    )
+    frames = render(scene, width, height, num_frames, fps)
+    write_video(output, frames, fps, metadata={"prompt": caption, "scene": scene.to_json()})
+    console.print(f"wrote {output} ({num_frames} frames, {width}x{height}, {fps:g} fps)")
+
+
+@world_app.command("sample")
+def world_sample(
+    n: Annotated[int, typer.Option("--n", help="number of clips")] = 16,
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder to write")] = Path(
+        "samples"
+    ),
+    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT")] = "64x64",
+    frames: Annotated[int, typer.Option(help="frames per clip")] = 17,
+    fps: Annotated[float, typer.Option(help="frames per second")] = 8.0,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Write random world clips (MP4), their captions and a contact sheet PNG."""
+    from kinema.io.images import contact_sheet, save_png
+    from kinema.io.video import write_video
+    from kinema.world.captions import caption
+    from kinema.world.render import render
+    from kinema.world.sampler import random_scene
+    from kinema.world.spec import check_render_request
+
+    if n < 1:
+        raise UsageError(f"--n must be at least 1, got {n}")
+    width, height = parse_size(size)
+    check_render_request(width, height, frames, fps)
+    output.mkdir(parents=True, exist_ok=True)
+    rng, words = np.random.default_rng(seed), random.Random(seed)
+    clips, captions = [], {}
+    with _progress() as progress:
+        for i in progress.track(range(n), description="rendering"):
+            scene = random_scene(rng, (frames - 1) / fps, width, height)
+            text = caption(scene, words)
+            clip = render(scene, width, height, frames, fps)
+            name = f"sample_{i:03d}.mp4"
+            write_video(
+                output / name, clip, fps, metadata={"prompt": text, "scene": scene.to_json()}
+            )
+            clips.append(clip)
+            captions[name] = text
+    (output / "prompts.json").write_text(json.dumps(captions, indent=1))
+    (output / "captions.txt").write_text("".join(f"{k}\t{v}\n" for k, v in captions.items()))
+    labels = [f"{k}: {v}" for k, v in captions.items()]
+    save_png(output / "contact_sheet.png", contact_sheet(clips, labels, frames_per_clip=9))
+    console.print(f"wrote {n} clips, prompts.json, captions.txt and contact_sheet.png to {output}/")
+
+
+@world_app.command("vocab")
+def world_vocab() -> None:
+    """Every word the world understands, with its synonyms."""
+    from kinema.world import captions as cap
+
+    table = Table("class", "value", "words")
+    for cls, words in [
+        ("color", cap.COLOR_WORDS), ("shape", cap.SHAPE_WORDS), ("size", cap.SIZE_WORDS),
+        ("direction", cap.DIRECTION_WORDS), ("speed", cap.SPEED_WORDS),
+        ("background", cap.BACKGROUND_WORDS), ("camera", cap.CAMERA_PHRASES),
+    ]:  # fmt: skip
+        for value, ws in words.items():
+            table.add_row(cls, value, ", ".join(ws))
+    for motion, phrases in cap.MOTION_PHRASES.items():
+        table.add_row("motion", motion, ", ".join(p[0] for p in phrases))
+    table.add_row("occluder", "pillar", ", ".join(cap.OCCLUDER_PHRASES))
+    console.print(table)
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+@bench_app.command("shapes")
+def bench_shapes(
+    generator: Annotated[
+        list[str] | None,
+        typer.Option(help="generator to judge (repeatable): groundtruth, independent-frames"),
+    ] = None,
+    videos: Annotated[
+        Path | None,
+        typer.Option(help="judge a folder of MP4s instead (prompts.json or MP4 'prompt' metadata)"),
+    ] = None,
+    quick: Annotated[bool, typer.Option(help="the quick subset of prompts")] = False,
+    seeds: Annotated[int, typer.Option(help="seeds per prompt")] = 1,
+    output: Annotated[Path, typer.Option("-o", "--output", help="report folder")] = Path(
+        "reports/shapesbench"
+    ),
+) -> None:
+    """Run ShapesBench and write results.json, report.md, report.html and plots."""
+    from kinema.eval.generators import folder_clips, get_generator
+    from kinema.eval.report import comparison_rows, write_report
+    from kinema.eval.shapesbench import BenchSettings, ClipResult, load_suite, run_bench, score_clip
+
+    if seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {seeds}")
+    settings = BenchSettings()
+    runs: dict[str, list[ClipResult]] = {}
+    examples: dict[str, list] = {}
+    with _progress() as progress:
+        if videos is not None:
+            clips = folder_clips(videos)
+            task = progress.add_task(f"judging {videos}", total=len(clips))
+            runs["videos"], examples["videos"] = [], []
+            for name, prompt, frames, fps in clips:
+                runs["videos"].append(ClipResult(name, prompt, 0, score_clip(frames, prompt, fps)))
+                if len(examples["videos"]) < 12:
+                    examples["videos"].append((prompt, frames))
+                progress.advance(task)
+        names = generator or ([] if videos is not None else ["groundtruth", "independent-frames"])
+        suite = load_suite(quick)
+        for name in names:
+            gen = get_generator(name)
+            task = progress.add_task(name, total=len(suite) * seeds)
+            examples[name] = []
+
+            def on_clip(result, frames, name=name, task=task):
+                if result.seed == 0 and len(examples[name]) < 12:
+                    examples[name].append((result.prompt, frames))
+                progress.advance(task)
+
+            runs[name] = run_bench(gen, suite, range(seeds), settings, on_clip)
+    summaries = write_report(output, runs, examples, settings)
+    table = Table("dimension", *summaries, title="ShapesBench")
+    for dim, cells in comparison_rows(summaries):
+        table.add_row(dim, *cells)
+    console.print(table)
+    console.print(f"report: {output / 'report.html'} (also report.md, results.json, scores.png)")
+
+
+def main() -> None:
+    from kinema.world.spec import WorldError
+
+    try:
+        app(standalone_mode=False)
+    except (UsageError, WorldError, ValueError, FileNotFoundError, KeyError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as e:  # click's usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()
