@@ -14,7 +14,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="kinema: text to video.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="kinema: text to video.",
+)
 world_app = typer.Typer(no_args_is_help=True, help="The Shapes world: render, sample, vocabulary.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that judge generated videos.")
 app.add_typer(world_app, name="world")
@@ -63,9 +68,13 @@ def world_render(
     from kinema.world.parse import parse_caption
     from kinema.world.render import render
     from kinema.world.sampler import place
+    from kinema.world.spec import check_render_request
 
     width, height = parse_size(size)
-    num_frames = max(1, round(seconds * fps) + 1)
+    if not seconds >= 0:
+        raise UsageError(f"--seconds must be 0 (one frame) or more, got {seconds}")
+    num_frames = round(seconds * fps) + 1
+    check_render_request(width, height, num_frames, fps)
     scene = place(
         parse_caption(caption), np.random.default_rng(seed), seconds, width, height, strict=False
     )
@@ -201,23 +210,11 @@ def main() -> None:
     from kinema.world.spec import WorldError
 
     try:
-        app(standalone_mode=False)
+        app()  # standalone: click reports its own usage errors and exits 2
     except (UsageError, WorldError, ValueError, FileNotFoundError, KeyError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        err.print("aborted")
-        sys.exit(130)
-    except Exception as e:  # click's usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(2)
-        raise
 
 
 if __name__ == "__main__":

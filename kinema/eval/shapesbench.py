@@ -29,6 +29,7 @@ from scipy.optimize import linear_sum_assignment
 from kinema.eval.video_metrics import video_quality
 from kinema.world import vocab
 from kinema.world.detect import Blob, Detection, Track, detect
+from kinema.world.motion import camera_velocity
 from kinema.world.parse import parse_caption
 from kinema.world.spec import ObjectSpec, Scene
 
@@ -108,12 +109,13 @@ CUT_SLACK = vocab.OCCLUDER_WIDTH
 
 def _continues(prev: Blob, b: Blob, gate: float) -> bool:
     """Is b a plausible next sighting of the object seen as prev? A blob cut by the pillar or
-    the frame edge has a shifted centroid and a smaller area, so it gets slack."""
+    the frame edge has a shifted centroid and a smaller area, so it gets slack; a tiny one's
+    shape is not readable."""
     cut = b.truncated or prev.truncated
     ratio = b.radius / max(prev.radius, 1e-6)
     return (
         b.color == prev.color
-        and (b.shape == prev.shape or cut)
+        and (b.shape == prev.shape or cut or b.tiny or prev.tiny)
         and (0.7 < ratio < 1.45 or cut)
         and math.hypot(b.x - prev.x, b.y - prev.y) <= gate + (CUT_SLACK if cut else 0.0)
     )
@@ -121,6 +123,12 @@ def _continues(prev: Blob, b: Blob, gate: float) -> bool:
 
 def _returns_from_pillar(track: Track, frame: int, found: Detection) -> bool:
     return found.occluder and any(end + 1 == frame for _, end in track.gaps)
+
+
+def _at_frame_edge(b: Blob) -> bool:
+    """A cut blob whose centre is within reach of the frame's edge: entering or leaving view."""
+    reach = 1.6 * b.radius + 0.02
+    return b.truncated and min(b.x, b.y, 1 - b.x, 1 - b.y) < reach
 
 
 def identity_persistence(found: Detection, scene: Scene) -> float:
@@ -142,12 +150,13 @@ def identity_persistence(found: Detection, scene: Scene) -> float:
         ok = unclaimed[i] == 0  # a blob no track owns is an object that came from nowhere
         for k, b in by_frame[i].items():
             prev = by_frame[i - 1].get(k)
-            if prev is None:
-                ok &= _returns_from_pillar(found.tracks[k], i, found)
+            if prev is None:  # a new sighting: back from behind the pillar, or entering view
+                ok &= _returns_from_pillar(found.tracks[k], i, found) or _at_frame_edge(b)
             else:
                 ok &= _continues(prev, b, gate)
-        if not found.occluder:  # nothing to hide behind: a track that ends has vanished
-            ok &= all(k in by_frame[i] for k in by_frame[i - 1])
+        for k, prev in by_frame[i - 1].items():  # gone: behind the pillar or out of view
+            if k not in by_frame[i]:
+                ok &= found.occluder or _at_frame_edge(prev)
         good += ok
     return good / (found.num_frames - 1)
 
@@ -177,7 +186,7 @@ def score_clip(frames: np.ndarray, prompt: str, fps: float) -> dict[str, float]:
     """Scores of one clip against the scene its prompt describes; dimensions that do not apply
     to this prompt are absent."""
     scene = parse_caption(prompt)
-    found = detect(frames, fps)
+    found = detect(frames, fps, camera_velocity(scene))
     matched = _match(scene.objects, found.tracks)
     scores: dict[str, list[float]] = {d: [] for d in ACCURACY_DIMENSIONS}
 

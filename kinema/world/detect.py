@@ -28,6 +28,7 @@ SIZE_BOUNDS = (
     math.sqrt(vocab.SIZES["medium"] * vocab.SIZES["large"]),
 )
 SPEED_BOUND = math.sqrt(vocab.SPEEDS["slow"] * vocab.SPEEDS["fast"])
+TINY_AREA_PX = 40.0
 MAX_HALF_WIDTH = SHAPE_EXTENTS["triangle"][0] * vocab.SIZES["large"]  # short sides
 GROWTH_BOUND = math.sqrt(vocab.GROWTH_RATES["slow"] * vocab.GROWTH_RATES["fast"])
 
@@ -43,6 +44,11 @@ class Blob:
     y: float
     radius: float
     truncated: bool  # cut by the frame edge, the pillar or another object: shape/size unsure
+    area_px: float = 0.0  # covered pixels: below ~40 the shape is hard to tell
+
+    @property
+    def tiny(self) -> bool:
+        return self.area_px < TINY_AREA_PX
 
 
 @dataclass
@@ -184,7 +190,7 @@ def frame_blobs(frame: np.ndarray, frame_index: int = 0) -> tuple[list[Blob], bo
         radius = math.sqrt(area / math.pi) / short
         blobs.append(
             Blob(frame_index, PALETTE_NAMES[c], _shape_from_coverage(alpha),
-                 cx / width, cy / height, radius, truncated)
+                 cx / width, cy / height, radius, truncated, area)
         )  # fmt: skip
     return blobs, bool(columns.any()), columns
 
@@ -356,8 +362,9 @@ def _bounce_fit(t: np.ndarray, y: np.ndarray) -> float | None:
     return 1.0 - residual / total
 
 
-def _describe(track: Track, fps: float) -> Track:
-    """Fill in a track's attributes from its blobs."""
+def _describe(track: Track, fps: float, camera_velocity: float) -> Track:
+    """Fill in a track's attributes from its blobs; motion is read relative to the world
+    (screen motion plus the camera's own horizontal velocity)."""
     whole = [b for b in track.blobs if not b.truncated] or track.blobs
     track.color = _majority(b.color for b in track.blobs)
     track.shape = _majority(b.shape for b in whole)
@@ -368,7 +375,7 @@ def _describe(track: Track, fps: float) -> Track:
     # positions from every sighting (a cut-off blob's centroid is only a little off),
     # growth from whole sightings only (a cut-off blob looks smaller than it is)
     t = np.array([b.frame for b in track.blobs], np.float64) / fps
-    x = np.array([b.x for b in track.blobs])
+    x = np.array([b.x for b in track.blobs]) + camera_velocity * t
     y = np.array([b.y for b in track.blobs])
     t_whole = np.array([b.frame for b in whole], np.float64) / fps
     track.velocity = (_fit_line(t, x), _fit_line(t, y))
@@ -395,8 +402,13 @@ def _describe(track: Track, fps: float) -> Track:
     return track
 
 
-def detect(frames: np.ndarray, fps: float = 8.0) -> Detection:
-    """Read the scene out of a clip (T, H, W, 3) uint8."""
+def detect(frames: np.ndarray, fps: float = 8.0, camera_velocity: float = 0.0) -> Detection:
+    """Read the scene out of a clip (T, H, W, 3) uint8.
+
+    camera_velocity: the camera's known horizontal speed in frame widths per second (positive
+    when panning right). Over a plain background a pan cannot be seen, only known from the
+    prompt; with it, motions are reported relative to the world, as captions state them.
+    """
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
     gate = float(np.clip(2.4 / fps, 0.06, 0.4))  # fastest world motion is about 2 frames/s
@@ -413,7 +425,7 @@ def detect(frames: np.ndarray, fps: float = 8.0) -> Detection:
         tracks = _link(tracks, lost, blobs, gate)
     # A track seen in fewer than 2 frames of a long clip is noise, not an object.
     min_len = 2 if len(frames) >= 6 else 1
-    kept = tuple(_describe(t, fps) for t in tracks if len(t.blobs) >= min_len)
+    kept = tuple(_describe(t, fps, camera_velocity) for t in tracks if len(t.blobs) >= min_len)
     return Detection(
         background=_majority(backgrounds),
         occluder=bool(np.mean(pillar_votes) > 0.5),

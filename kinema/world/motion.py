@@ -94,11 +94,14 @@ def object_track(obj: ObjectSpec, times: np.ndarray, width: int, height: int) ->
     return np.stack([x, y, radius], axis=-1)
 
 
+def camera_velocity(scene: Scene) -> float:
+    """Horizontal camera speed in frame widths per second (positive: panning right)."""
+    return {"static": 0.0, "pan-left": -1.0, "pan-right": 1.0}[scene.camera] * vocab.PAN_SPEED
+
+
 def camera_offset(scene: Scene, times: np.ndarray) -> np.ndarray:
     """(T,) horizontal camera position in frame widths; screen x = world x - offset."""
-    t = np.asarray(times, dtype=np.float64)
-    sign = {"static": 0.0, "pan-left": -1.0, "pan-right": 1.0}[scene.camera]
-    return sign * vocab.PAN_SPEED * t
+    return camera_velocity(scene) * np.asarray(times, dtype=np.float64)
 
 
 def scene_tracks(scene: Scene, times: np.ndarray, width: int, height: int) -> np.ndarray:
