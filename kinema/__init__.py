@@ -2,3 +2,10 @@
 to train and measure it, and the production pipeline around it."""
 
 __version__ = "0.1.0"
+
+
+def load(model="kinema-tiny", device="cpu"):
+    """Load a text-to-video model (see kinema.api)."""
+    from kinema.api import load as _load
+
+    return _load(model, device)

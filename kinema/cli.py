@@ -23,7 +23,9 @@ app = typer.Typer(
 world_app = typer.Typer(no_args_is_help=True, help="The Shapes world: render, sample, vocabulary.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that judge generated videos.")
 app.add_typer(world_app, name="world")
+train_app = typer.Typer(no_args_is_help=True, help="Train kinema's models (also under torchrun).")
 app.add_typer(bench_app, name="bench")
+app.add_typer(train_app, name="train")
 console = Console()
 err = Console(stderr=True)
 
@@ -45,6 +47,63 @@ def _progress() -> Progress:
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err, transient=False,
     )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- generate
+
+
+@app.command("generate")
+def generate(
+    prompt: Annotated[
+        str,
+        typer.Argument(help='what to show, e.g. "a red circle moving left on a black background"'),
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="MP4, GIF or WebM to write")
+    ] = Path("out.mp4"),
+    seconds: Annotated[float, typer.Option(help="clip length (0: one frame, an image)")] = 2.0,
+    fps: Annotated[float, typer.Option(help="frames per second")] = 8.0,
+    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT, multiples of 8")] = "64x64",
+    steps: Annotated[int, typer.Option(help="sampler steps")] = 20,
+    guidance: Annotated[float, typer.Option(help="classifier-free guidance scale")] = 5.0,
+    negative: Annotated[str, typer.Option(help="negative prompt")] = "",
+    seed: Annotated[int, typer.Option(help="same seed, same video")] = 0,
+    solver: Annotated[str, typer.Option(help="euler or heun")] = "euler",
+    model: Annotated[str, typer.Option(help="model name or folder")] = "kinema-tiny",
+) -> None:
+    """Generate a clip from a prompt."""
+    import time
+
+    start = time.perf_counter()
+    from kinema.api import Pipeline, load
+    from kinema.pipeline.text_to_video import GenerationSettings, check_prompt, check_settings
+
+    width, height = parse_size(size)
+    check_prompt(prompt)
+    if output.suffix.lower() not in (".mp4", ".gif", ".webm"):
+        raise UsageError(f"output must end in .mp4, .gif or .webm, got {output.name!r}")
+    if not output.parent.is_dir():
+        raise UsageError(f"the folder {output.parent} does not exist")
+    pipe: Pipeline = load(model)
+    settings = GenerationSettings.from_seconds(
+        seconds, fps, width=width, height=height, steps=steps, guidance=guidance,
+        negative_prompt=negative, seed=seed, solver=solver,
+    )  # fmt: skip
+    check_settings(settings, pipe.t2v.vae, pipe.t2v.dit)
+    loaded = time.perf_counter()
+    with _progress() as progress:
+        task = progress.add_task("sampling", total=steps)
+        video = pipe(
+            prompt, seed=seed, num_frames=settings.num_frames, fps=fps, width=width, height=height,
+            steps=steps, guidance=guidance, negative_prompt=negative, solver=solver,
+            callback=lambda i, n, x: progress.update(task, completed=i),
+        )  # fmt: skip
+    video.save(output)
+    took = time.perf_counter() - start
+    console.print(
+        f"wrote {output}: {len(video.frames)} frames {width}x{height} at {fps:g} fps ({video.seconds:.2f} s), "
+        f"seed {seed}, {steps} steps; generated in {time.perf_counter() - loaded:.1f} s, total {took:.1f} s"
+    )
 
 
 # ----------------------------------------------------------------------------- world
@@ -206,12 +265,95 @@ def bench_shapes(
     console.print(f"report: {output / 'report.html'} (also report.md, results.json, scores.png)")
 
 
+# ----------------------------------------------------------------------------- train
+
+
+@train_app.command("vae")
+def train_vae(
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="run folder (resumes if it has state.pt)")
+    ] = Path("runs/vae"),
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 4000,
+    minutes: Annotated[
+        float | None, typer.Option(help="stop (and save) after this much wall time")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="clips per step per process")] = 6,
+    crop: Annotated[int, typer.Option(help="random crop side in pixels (multiple of 4)")] = 32,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-3,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    log_every: Annotated[int, typer.Option(help="log a row every N steps")] = 10,
+) -> None:
+    """Train the causal 3D VAE on world clips. Writes vae.safetensors, log.jsonl, loss.png."""
+    from kinema.train.distributed import init_distributed, shutdown
+    from kinema.train.trainer import TrainConfig, train
+    from kinema.train.vae_task import VAETask
+
+    info = init_distributed()
+    cfg = TrainConfig(
+        str(output), steps=steps, minutes=minutes, lr=lr, warmup=min(200, steps // 5), seed=seed,
+        save_every=250, log_every=log_every,
+    )  # fmt: skip
+    train(VAETask(batch_size=batch_size, crop=crop), cfg, info)
+    if info.is_main:
+        console.print(f"weights: {output / 'vae.safetensors'}; loss curve: {output / 'loss.png'}")
+    shutdown(info)
+
+
+@train_app.command("dit")
+def train_dit(
+    vae: Annotated[Path, typer.Option(help="trained VAE weights (vae.safetensors)")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="run folder (resumes if it has state.pt)")
+    ] = Path("runs/dit"),
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 6000,
+    minutes: Annotated[
+        float | None, typer.Option(help="stop (and save) after this much wall time")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="clips per step per process")] = 8,
+    dim: Annotated[int, typer.Option(help="transformer width")] = 256,
+    layers: Annotated[int, typer.Option(help="transformer blocks")] = 8,
+    heads: Annotated[int, typer.Option(help="attention heads")] = 4,
+    prediction: Annotated[str, typer.Option(help="network output: v or x0")] = "v",
+    pool: Annotated[int, typer.Option(help="captions in the pre-encoded pool")] = 6000,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 5e-4,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Train the diffusion transformer on VAE latents of world clips. Writes dit.safetensors."""
+    from kinema.dit.transformer import DiTConfig
+    from kinema.models import load_vae
+    from kinema.text.encoder import TextEncoder
+    from kinema.train.distributed import init_distributed, shutdown
+    from kinema.train.dit_task import DiTTask
+    from kinema.train.trainer import TrainConfig, train
+
+    info = init_distributed()
+    output.mkdir(parents=True, exist_ok=True)
+    cfg = DiTConfig(dim=dim, ffn_dim=4 * dim, heads=heads, layers=layers, prediction=prediction)
+    cache = output if info.is_main else None  # one writer for the caption cache
+    task = DiTTask(
+        load_vae(vae).to(info.device), TextEncoder(), cfg, batch_size, pool, cache_dir=cache
+    )
+    tcfg = TrainConfig(
+        str(output), steps=steps, minutes=minutes, lr=lr, warmup=300, seed=seed, save_every=250
+    )
+    train(task, tcfg, info)
+    if info.is_main:
+        console.print(f"weights: {output / 'dit.safetensors'}; loss curve: {output / 'loss.png'}")
+    shutdown(info)
+
+
 def main() -> None:
     from kinema.world.spec import WorldError
 
     try:
         app()  # standalone: click reports its own usage errors and exits 2
-    except (UsageError, WorldError, ValueError, FileNotFoundError, KeyError) as e:
+    except (
+        UsageError,
+        WorldError,
+        ValueError,
+        FileNotFoundError,
+        KeyError,
+    ) as e:  # CheckpointError too
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -1,0 +1,150 @@
+"""Building blocks of the diffusion transformer, named as in Wan2.1 so its checkpoints load
+into the same classes: RMSNorm, self- and cross-attention with RMS-normed q/k, the MLP, the
+timestep embedding, and the block with adaLN shift/scale/gate modulation."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from kinema.dit.rope import apply_rope
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        x32 = x.float()
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(
+            x
+        ) * self.weight
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """(...,) timesteps in [0, 1000] -> (..., dim) float32 [cos, sin] features (fp32 island)."""
+    half = dim // 2
+    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=t.device) / half)
+    angles = t.double()[..., None] * freqs
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1).float()
+
+
+def attention(q, k, v, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """q (B, Lq, H, D), k/v (B, Lk, H, D), key_mask (B, Lk) bool -> (B, Lq, H*D)."""
+    mask = None if key_mask is None else key_mask[:, None, None, :]
+    out = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask
+    )
+    return rearrange(out, "b h l d -> b l (h d)")
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, qk_norm: bool = True, eps: float = 1e-6):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+        self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+
+    def forward(self, x, rope: tuple[torch.Tensor, torch.Tensor]):  # x (B, L, dim)
+        split = lambda t: rearrange(t, "b l (h d) -> b l h d", h=self.heads)  # noqa: E731
+        q, k, v = split(self.norm_q(self.q(x))), split(self.norm_k(self.k(x))), split(self.v(x))
+        q, k = apply_rope(q, rope), apply_rope(k, rope)
+        return self.o(attention(q, k, v))
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, qk_norm: bool = True, eps: float = 1e-6):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+        self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+
+    def forward(self, x, context, context_mask=None):  # x (B, L, dim), context (B, Lt, dim)
+        split = lambda t: rearrange(t, "b l (h d) -> b l h d", h=self.heads)  # noqa: E731
+        q = split(self.norm_q(self.q(x)))
+        k, v = split(self.norm_k(self.k(context))), split(self.v(context))
+        return self.o(attention(q, k, v, context_mask))
+
+
+def modulation_param(dim: int, n: int) -> nn.Parameter:
+    """The learned base of adaLN: added to the timestep projection, it gives n vectors."""
+    return nn.Parameter(torch.randn(1, n, dim) / dim**0.5)
+
+
+def modulate(base: nn.Parameter, e: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """base (1, n, dim) + e (B, F, n, dim) per-frame projections -> n tensors (B, F, 1, dim),
+    float32, ready to broadcast over the tokens of each frame."""
+    return (base.float() + e.float()).unsqueeze(2).unbind(dim=3)
+
+
+def per_frame(x: torch.Tensor, frames: int, fn) -> torch.Tensor:
+    """Apply fn to tokens (B, L, dim) viewed as (B, F, L/F, dim), where per-frame modulation
+    broadcasts without copying it to every token."""
+    b, length, dim = x.shape
+    return fn(x.view(b, frames, length // frames, dim)).reshape(b, length, dim)
+
+
+class DiTBlock(nn.Module):
+    def __init__(
+        self, dim: int, ffn_dim: int, heads: int, qk_norm: bool, cross_attn_norm: bool, eps: float
+    ):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps, elementwise_affine=False)
+        self.self_attn = SelfAttention(dim, heads, qk_norm, eps)
+        self.norm3 = (
+            nn.LayerNorm(dim, eps, elementwise_affine=True) if cross_attn_norm else nn.Identity()
+        )
+        self.cross_attn = CrossAttention(dim, heads, qk_norm, eps)
+        self.norm2 = nn.LayerNorm(dim, eps, elementwise_affine=False)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim)
+        )
+        self.modulation = modulation_param(dim, 6)
+
+    def forward(self, x, e, context, context_mask, rope):
+        """x (B, L, dim) tokens in frame order; e (B, F, 6, dim) timestep projections per frame;
+        context (B, Lt, dim)."""
+        frames = e.shape[1]
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = modulate(
+            self.modulation, e
+        )
+        h = per_frame(self.norm1(x).float(), frames, lambda t: t * (1 + scale_msa) + shift_msa)
+        y = self.self_attn(h.type_as(x), rope).float()
+        x = x + per_frame(y, frames, lambda t: t * gate_msa).type_as(x)
+        x = x + self.cross_attn(self.norm3(x), context, context_mask)
+        h = per_frame(self.norm2(x).float(), frames, lambda t: t * (1 + scale_mlp) + shift_mlp)
+        y = self.ffn(h.type_as(x)).float()
+        return x + per_frame(y, frames, lambda t: t * gate_mlp).type_as(x)
+
+
+class Head(nn.Module):
+    def __init__(self, dim: int, out_dim: int, eps: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps, elementwise_affine=False)
+        self.head = nn.Linear(dim, out_dim)
+        self.modulation = modulation_param(dim, 2)
+        nn.init.zeros_(self.head.weight)  # the untrained model predicts zero
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x, e):  # e (B, F, dim): the timestep embedding before projection
+        shift, scale = modulate(self.modulation, e[:, :, None, :])
+        h = per_frame(self.norm(x).float(), e.shape[1], lambda t: t * (1 + scale) + shift)
+        return self.head(h.type_as(x))
+
+
+def init_linear(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def timestep_features(t: torch.Tensor, freq_dim: int) -> torch.Tensor:
+    """Flow time in [0, 1] -> sinusoidal features at the 0..1000 scale Wan uses."""
+    return sinusoidal_embedding(t * 1000.0, freq_dim)

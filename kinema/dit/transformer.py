@@ -1,0 +1,130 @@
+"""The diffusion transformer over spacetime patches (Wan2.1 block layout).
+
+Latents (B, C, F, H, W) are cut into patches of (pt, ph, pw), giving N = (F/pt)(H/ph)(W/pw)
+tokens for any duration and size; every block attends over all tokens (space and time at once,
+3D RoPE), then to the text tokens, then applies its MLP, each modulated by the timestep. The
+timestep may differ per latent frame: known frames (image-to-video, keyframes, extension) carry
+t = 0 while the rest are noisy, which is the one conditioning mechanism of kinema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from kinema.dit.layers import DiTBlock, Head, init_linear, timestep_features
+from kinema.dit.rope import rope_tables
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    in_channels: int = 16
+    out_channels: int = 16
+    patch: tuple[int, int, int] = (1, 2, 2)
+    dim: int = 256
+    ffn_dim: int = 1024
+    heads: int = 4
+    layers: int = 8
+    text_dim: int = 384
+    freq_dim: int = 256
+    qk_norm: bool = True
+    cross_attn_norm: bool = True
+    eps: float = 1e-6
+    prediction: str = "v"  # what the network outputs: "v" (eps - x0) or "x0"
+
+    def __post_init__(self):
+        object.__setattr__(self, "patch", tuple(self.patch))
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
+        if self.prediction not in ("v", "x0"):
+            raise ValueError(f"prediction must be 'v' or 'x0', got {self.prediction!r}")
+
+
+class DiT(nn.Module):
+    def __init__(self, cfg: DiTConfig = DiTConfig()):
+        super().__init__()
+        self.cfg = cfg
+        dim = cfg.dim
+        self.patch_embedding = nn.Conv3d(
+            cfg.in_channels, dim, kernel_size=cfg.patch, stride=cfg.patch
+        )
+        self.text_embedding = nn.Sequential(
+            nn.Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim)
+        )
+        self.time_embedding = nn.Sequential(
+            nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim)
+        )
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        self.blocks = nn.ModuleList(
+            DiTBlock(dim, cfg.ffn_dim, cfg.heads, cfg.qk_norm, cfg.cross_attn_norm, cfg.eps)
+            for _ in range(cfg.layers)
+        )
+        self.head = Head(
+            dim, cfg.out_channels * cfg.patch[0] * cfg.patch[1] * cfg.patch[2], cfg.eps
+        )
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        self.apply(init_linear)
+        nn.init.xavier_uniform_(self.patch_embedding.weight.flatten(1))
+        for seq in (self.text_embedding, self.time_embedding):
+            for m in seq:
+                if isinstance(m, nn.Linear):
+                    nn.init.normal_(m.weight, std=0.02)
+        # zero-init: at the start every block's modulation is its learned base alone
+        nn.init.zeros_(self.time_projection[1].weight)
+        nn.init.zeros_(self.time_projection[1].bias)
+        nn.init.zeros_(self.head.head.weight)
+        nn.init.zeros_(self.head.head.bias)
+
+    def grid(self, latent_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """Patch grid (F', H', W') for latents (F, H, W); raises if they do not divide."""
+        out = []
+        for size, p, name in zip(
+            latent_shape, self.cfg.patch, ("frames", "height", "width"), strict=True
+        ):
+            if size % p:
+                raise ValueError(f"latent {name} {size} is not divisible by the patch size {p}")
+            out.append(size // p)
+        return tuple(out)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor,
+        context_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """
+        Args:
+            x: (B, C, F, H, W) latents at flow time t.
+            t: (B,) one time per clip, or (B, F) one per latent frame, in [0, 1].
+            context: (B, Lt, text_dim) text token states; context_mask: (B, Lt) bool.
+        Returns:
+            (B, C_out, F, H, W): the prediction named by cfg.prediction.
+        """
+        b = x.shape[0]
+        grid = self.grid(tuple(x.shape[2:]))
+        tokens = rearrange(self.patch_embedding(x), "b d f h w -> b (f h w) d")
+        # one timestep per patch-frame, embedded once; blocks broadcast it over the frame's tokens
+        if t.dim() == 1:
+            t = t[:, None].expand(b, grid[0])
+        elif t.shape[1] != grid[0] * self.cfg.patch[0]:
+            raise ValueError(f"t has {t.shape[1]} frames, latents have {x.shape[2]}")
+        else:
+            t = t[:, :: self.cfg.patch[0]]
+        e = self.time_embedding(timestep_features(t, self.cfg.freq_dim))  # (B, F', dim)
+        e0 = self.time_projection(e).unflatten(-1, (6, self.cfg.dim))  # (B, F', 6, dim)
+        context = self.text_embedding(context)
+        rope = rope_tables(self.cfg.dim // self.cfg.heads, grid, device=x.device)
+        for block in self.blocks:
+            tokens = block(tokens, e0, context, context_mask, rope)
+        out = self.head(tokens, e)  # (B, L, pt*ph*pw*C)
+        pt, ph, pw = self.cfg.patch
+        return rearrange(
+            out, "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)",
+            f=grid[0], h=grid[1], w=grid[2], pt=pt, ph=ph, pw=pw,
+        )  # fmt: skip

@@ -1,0 +1,174 @@
+"""Text to video, in four steps that can each be called alone:
+
+    encode_prompt -> prepare_latents -> sample -> decode
+
+The settings are one frozen dataclass, checked before any work so that a size the VAE and
+patching cannot take is refused with the nearest sizes that work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from kinema.dit.transformer import DiT
+from kinema.sampling.guidance import KnownFrames, TextCondition, guided_velocity
+from kinema.sampling.schedules import flow_times
+from kinema.sampling.solvers import SOLVERS
+from kinema.text.encoder import TextEncoder
+from kinema.vae.causal_vae import CausalVAE, latent_frames
+
+MAX_PROMPT_CHARS = 1000
+
+
+class GenerationError(ValueError):
+    """Settings or input that cannot be generated; the message says what would work."""
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    width: int = 64
+    height: int = 64
+    num_frames: int = 17
+    fps: float = 8.0
+    steps: int = 20
+    guidance: float = 5.0
+    shift: float = 3.0
+    solver: str = "euler"
+    negative_prompt: str = ""
+    seed: int = 0
+
+    @classmethod
+    def from_seconds(cls, seconds: float, fps: float = 8.0, **kw) -> GenerationSettings:
+        """Clip length in seconds -> the nearest frame count the VAE takes (1 + 4k)."""
+        if not seconds >= 0:
+            raise GenerationError(f"seconds must be 0 (a still image) or more, got {seconds}")
+        return cls(num_frames=1 + 4 * round(seconds * fps / 4), fps=fps, **kw)
+
+
+def _nearest(value: int, step: int) -> str:
+    lo = max(value // step * step, step)
+    return f"{lo} or {lo + step}" if lo != value else str(value)
+
+
+def check_settings(s: GenerationSettings, vae: CausalVAE, dit: DiT) -> None:
+    unit = vae.cfg.spatial_factor * dit.cfg.patch[1]
+    problems = []
+    for name, v in (("width", s.width), ("height", s.height)):
+        if v % unit or v < unit:
+            problems.append(
+                f"{name} {v} must be a multiple of {unit} (nearest: {_nearest(v, unit)})"
+            )
+    if s.width * s.height > 1024 * 1024:
+        problems.append(f"size {s.width}x{s.height} is larger than this model can hold in memory")
+    f = vae.cfg.temporal_factor
+    if s.num_frames < 1 or (s.num_frames - 1) % f:
+        lo = 1 + max(s.num_frames - 1, 0) // f * f
+        problems.append(f"frame count {s.num_frames} must be 1 + {f}k (nearest: {lo} or {lo + f})")
+    if not 1 <= s.steps <= 500:
+        problems.append(f"steps must be 1..500, got {s.steps}")
+    if not 0 <= s.guidance <= 50:
+        problems.append(f"guidance must be 0..50, got {s.guidance}")
+    if not s.fps > 0:
+        problems.append(f"fps must be positive, got {s.fps}")
+    if s.solver not in SOLVERS:
+        problems.append(f"unknown solver {s.solver!r}; known: {', '.join(SOLVERS)}")
+    if problems:
+        raise GenerationError("; ".join(problems))
+
+
+def check_prompt(prompt: str) -> str:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise GenerationError(
+            "the prompt is empty: describe the clip, e.g. 'a red circle moving left'"
+        )
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise GenerationError(
+            f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}"
+        )
+    return prompt.strip()
+
+
+class TextToVideo:
+    """A loaded model: text encoder, transformer and VAE."""
+
+    def __init__(self, text_encoder: TextEncoder, dit: DiT, vae: CausalVAE, name: str = "custom"):
+        self.text_encoder = text_encoder
+        self.dit = dit.eval().requires_grad_(False)
+        self.vae = vae.eval().requires_grad_(False)
+        self.name = name
+
+    def encode_prompt(
+        self, prompt: str, negative_prompt: str = ""
+    ) -> tuple[TextCondition, TextCondition]:
+        states, mask = self.text_encoder([check_prompt(prompt), negative_prompt])
+        cond = TextCondition(states[:1, : int(mask[0].sum())], mask[:1, : int(mask[0].sum())])
+        uncond = TextCondition(states[1:, : int(mask[1].sum())], mask[1:, : int(mask[1].sum())])
+        return cond, uncond
+
+    def latent_shape(self, s: GenerationSettings) -> tuple[int, ...]:
+        f, sp = self.vae.cfg.temporal_factor, self.vae.cfg.spatial_factor
+        return (
+            1,
+            self.vae.cfg.latent_channels,
+            latent_frames(s.num_frames, f),
+            s.height // sp,
+            s.width // sp,
+        )
+
+    def prepare_latents(self, s: GenerationSettings) -> torch.Tensor:
+        """Gaussian noise of the clip's latent shape, from the seed alone (same seed, same noise)."""
+        gen = torch.Generator().manual_seed(s.seed)
+        return torch.randn(self.latent_shape(s), generator=gen)
+
+    @torch.inference_mode()
+    def sample(
+        self,
+        noise: torch.Tensor,
+        cond: TextCondition,
+        uncond: TextCondition,
+        s: GenerationSettings,
+        callback: Callable[[int, int, torch.Tensor], None] | None = None,
+        known: KnownFrames | None = None,
+    ) -> torch.Tensor:
+        velocity = guided_velocity(
+            self.dit, self.dit.cfg.prediction, cond, uncond, s.guidance, known
+        )
+        x = known.apply(noise) if known is not None else noise
+        return SOLVERS[s.solver](velocity, x, flow_times(s.steps, s.shift), callback)
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """Normalised latents (1, C, F, H, W) -> frames (T, H, W, 3) uint8, in bounded memory."""
+        video = self.vae.decode_chunked(self.vae.from_model(latents))[0]  # (3, T, H, W)
+        return (
+            ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+        )
+
+    def generate(
+        self,
+        prompt: str,
+        settings: GenerationSettings = GenerationSettings(),
+        callback: Callable[[int, int, torch.Tensor], None] | None = None,
+    ) -> tuple[np.ndarray, dict]:
+        """frames (T, H, W, 3) uint8 and timings in seconds per stage."""
+        check_settings(settings, self.vae, self.dit)
+        timings = {}
+        t0 = time.perf_counter()
+        cond, uncond = self.encode_prompt(prompt, settings.negative_prompt)
+        timings["encode_prompt"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        latents = self.sample(self.prepare_latents(settings), cond, uncond, settings, callback)
+        timings["sample"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        frames = self.decode(latents)
+        timings["decode"] = time.perf_counter() - t0
+        return frames, timings
+
+    def settings(self, **overrides) -> GenerationSettings:
+        return dataclasses.replace(GenerationSettings(), **overrides)

@@ -1,0 +1,1 @@
+"""Sampling: flow-matching schedules, ODE solvers as pure functions, guidance wrappers."""

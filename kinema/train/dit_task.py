@@ -1,0 +1,202 @@
+"""Training the diffusion transformer: flow matching on VAE latents of world clips.
+
+Captions are drawn from a pool whose text states are computed once (the text encoder is frozen
+and costs more than a step of this model); every time a caption is used, its scene is placed
+anew, so one caption stands for endlessly many clips. Each batch is one bucket (size, length),
+so the model learns images and clips of several lengths and aspect ratios with one set of
+weights. Some samples reveal latent frames (first, first+last, keyframes, a prefix) with t = 0:
+the one conditioning mechanism, trained from the start.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kinema.checkpoint import save_weights
+from kinema.dit.transformer import DiT, DiTConfig
+from kinema.train.distributed import DistInfo
+from kinema.vae.causal_vae import CausalVAE
+from kinema.world.captions import canonical_caption, caption
+from kinema.world.dataset import Bucket, to_tensor
+from kinema.world.render import render
+from kinema.world.sampler import place, random_scene
+from kinema.world.spec import Scene
+
+DIT_BUCKETS = (
+    Bucket(64, 64, 1),
+    Bucket(64, 64, 9),
+    Bucket(64, 64, 17),
+    Bucket(96, 64, 17),
+    Bucket(64, 96, 9),
+    Bucket(64, 64, 33),
+)
+DIT_WEIGHTS = (1.0, 2.0, 4.0, 1.0, 0.5, 0.5)
+
+
+@dataclass
+class DiTBatch:
+    latents: torch.Tensor  # (B, C, F, H, W) normalised clean latents
+    context: torch.Tensor  # (B, L, D)
+    mask: torch.Tensor  # (B, L) bool
+    known: torch.Tensor  # (B, F) bool: revealed frames
+
+
+class CaptionPool:
+    """Scenes (without positions) with one caption each and its text states, computed once."""
+
+    def __init__(self, encoder, size: int, seed: int, cache: Path | None = None):
+        if cache is not None and cache.exists():
+            data = torch.load(cache, weights_only=False)
+        else:
+            rng, words = np.random.default_rng(seed), random.Random(seed)
+            scenes = [random_scene(rng) for _ in range(size)]
+            # one in four captions is canonical, the rest paraphrases
+            captions = [
+                caption(s, words) if i % 4 else canonical_caption(s) for i, s in enumerate(scenes)
+            ]
+            states = []
+            for i in range(0, size, 64):
+                s, m = encoder(captions[i : i + 64])
+                states += [s[j, : int(m[j].sum())].half() for j in range(len(s))]
+            empty, m = encoder([""])
+            data = {"scenes": [sc.to_dict() for sc in scenes], "captions": captions, "states": states,
+                    "empty": empty[0, : int(m[0].sum())].half()}  # fmt: skip
+            if cache is not None:
+                torch.save(data, cache)
+        self.scenes = [Scene.from_dict(d) for d in data["scenes"]]
+        self.captions = data["captions"]
+        self.states = data["states"]
+        self.empty = data["empty"]
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+
+def stack_states(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    length = max(s.shape[0] for s in states)
+    out = torch.zeros(len(states), length, states[0].shape[1])
+    mask = torch.zeros(len(states), length, dtype=torch.bool)
+    for i, s in enumerate(states):
+        out[i, : s.shape[0]] = s.float()
+        mask[i, : s.shape[0]] = True
+    return out, mask
+
+
+def reveal_mask(frames: int, rng: np.random.Generator) -> torch.Tensor:
+    """Which latent frames a training sample reveals: first / first+last / keyframes / prefix."""
+    known = torch.zeros(frames, dtype=torch.bool)
+    if frames < 2:
+        return known
+    mode = rng.choice(["first", "first_last", "keyframes", "prefix"], p=[0.5, 0.2, 0.15, 0.15])
+    if mode == "first":
+        known[0] = True
+    elif mode == "first_last":
+        known[0] = known[-1] = True
+    elif mode == "keyframes":
+        known[rng.choice(frames, size=max(1, frames // 3), replace=False)] = True
+    else:
+        known[: int(rng.integers(1, frames))] = True
+    return known
+
+
+class DiTTask:
+    name = "dit"
+
+    def __init__(
+        self,
+        vae: CausalVAE,
+        encoder,
+        cfg: DiTConfig = DiTConfig(),
+        batch_size: int = 8,
+        pool_size: int = 6000,
+        cache_dir: Path | None = None,
+        caption_dropout: float = 0.1,
+        reveal_prob: float = 0.2,
+    ):
+        self.cfg = cfg
+        self.model = DiT(cfg)
+        self.vae = vae.eval().requires_grad_(False)
+        self.batch_size = batch_size
+        self.caption_dropout = caption_dropout
+        self.reveal_prob = reveal_prob
+        cache = cache_dir / f"captions_{pool_size}.pt" if cache_dir is not None else None
+        self.pool = CaptionPool(encoder, pool_size, seed=1234, cache=cache)
+
+    def samples_in(self, batch: DiTBatch) -> int:
+        return batch.latents.shape[0]
+
+    @torch.inference_mode()
+    def _encode(self, video: torch.Tensor) -> torch.Tensor:
+        mean, _ = self.vae.encode(video)
+        return self.vae.to_model(mean)
+
+    def batches(self, info: DistInfo, seed: int) -> Iterator[DiTBatch]:
+        rng = np.random.default_rng([seed, info.rank])
+        p = np.array(DIT_WEIGHTS) / sum(DIT_WEIGHTS)
+        while True:
+            bucket = DIT_BUCKETS[int(rng.choice(len(DIT_BUCKETS), p=p))]
+            # fewer clips when they are longer than 17 frames, so no batch costs much more
+            latent_frames = 1 + (bucket.num_frames - 1) // 4
+            n = (
+                self.batch_size
+                if latent_frames <= 5
+                else max(1, self.batch_size * 5 // latent_frames)
+            )
+            idx = rng.integers(len(self.pool), size=n)
+            clips, states = [], []
+            for i in idx:
+                scene = place(
+                    self.pool.scenes[i],
+                    rng,
+                    bucket.duration,
+                    bucket.width,
+                    bucket.height,
+                    strict=False,
+                )
+                clips.append(
+                    to_tensor(
+                        render(scene, bucket.width, bucket.height, bucket.num_frames, bucket.fps)
+                    )
+                )
+                drop = rng.random() < self.caption_dropout
+                states.append(self.pool.empty if drop else self.pool.states[i])
+            latents = self._encode(torch.stack(clips).to(info.device)).clone()
+            context, mask = stack_states(states)
+            frames = latents.shape[2]
+            known = torch.stack(
+                [
+                    reveal_mask(frames, rng)
+                    if rng.random() < self.reveal_prob
+                    else torch.zeros(frames, dtype=torch.bool)
+                    for _ in idx
+                ]
+            )
+            yield DiTBatch(
+                latents, context.to(info.device), mask.to(info.device), known.to(info.device)
+            )
+
+    def loss(self, model, batch: DiTBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        x0 = batch.latents
+        b, _, f = x0.shape[:3]
+        # logit-normal times (SD3): most weight on the middle of the path
+        t = torch.sigmoid(torch.randn(b, device=x0.device))[:, None].expand(b, f)
+        t = t.masked_fill(batch.known, 0.0)
+        noise = torch.randn_like(x0)
+        tt = t[:, None, :, None, None]
+        xt = (1 - tt) * x0 + tt * noise
+        out = model(xt, t, batch.context, batch.mask)
+        target = noise - x0 if self.cfg.prediction == "v" else x0
+        per_frame = F.mse_loss(out, target, reduction="none").mean(dim=(1, 3, 4))  # (B, F)
+        weight = (~batch.known).float()
+        loss = (per_frame * weight).sum() / weight.sum().clamp(min=1)
+        return loss, {"loss": loss.item()}
+
+    def export(self, model: DiT, out_dir: Path) -> Path:
+        return save_weights(out_dir / "dit.safetensors", model, "kinema-dit", model.cfg)

@@ -1,0 +1,91 @@
+"""Training the causal VAE on world clips: L1 + MSE reconstruction plus a small KL term.
+
+Clips are rendered at the base size and randomly cropped (the VAE is fully convolutional), which
+keeps object scale while cutting the cost of each step. At export, the latents' mean and spread
+on fresh clips fix the normalisation the diffusion model sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from kinema.checkpoint import save_weights
+from kinema.train.distributed import DistInfo
+from kinema.vae.causal_vae import CausalVAE, VAEConfig
+from kinema.world.dataset import Bucket, ShapesDataset
+
+VAE_BUCKETS = (Bucket(64, 64, 1), Bucket(64, 64, 9), Bucket(64, 64, 17), Bucket(96, 64, 9))
+VAE_WEIGHTS = (1.0, 3.0, 1.0, 1.0)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of videos in [-1, 1]."""
+    mse = F.mse_loss(a.clamp(-1, 1), b).item() / 4.0  # to the [0, 1] range
+    return 10 * torch.log10(torch.tensor(1.0 / max(mse, 1e-12))).item()
+
+
+def random_crop(video: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    h, w = video.shape[-2:]
+    if size >= min(h, w):
+        return video
+    y = int(torch.randint(0, (h - size) // 4 + 1, (1,), generator=gen)) * 4
+    x = int(torch.randint(0, (w - size) // 4 + 1, (1,), generator=gen)) * 4
+    return video[..., y : y + size, x : x + size]
+
+
+class VAETask:
+    name = "vae"
+
+    def __init__(
+        self,
+        cfg: VAEConfig = VAEConfig(),
+        batch_size: int = 4,
+        crop: int = 32,
+        kl_weight: float = 1e-6,
+    ):
+        self.cfg = cfg
+        self.model = CausalVAE(cfg)
+        self.batch_size = batch_size
+        self.crop = crop
+        self.kl_weight = kl_weight
+
+    def batches(self, info: DistInfo, seed: int) -> Iterator[torch.Tensor]:
+        data = ShapesDataset(
+            VAE_BUCKETS,
+            self.batch_size,
+            seed,
+            VAE_WEIGHTS,
+            rank=info.rank,
+            world_size=info.world_size,
+        )
+        gen = torch.Generator().manual_seed(seed + info.rank)
+        for batch in data:
+            yield random_crop(batch.video, self.crop, gen).to(info.device)
+
+    def samples_in(self, batch: torch.Tensor) -> int:
+        return batch.shape[0]
+
+    def loss(self, model, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        recon, mean, logvar = model(video)
+        l1 = (recon - video).abs().mean()
+        mse = F.mse_loss(recon, video)
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+        loss = l1 + mse + self.kl_weight * kl
+        return loss, {"loss": loss.item(), "kl": kl.item(), "psnr": psnr(recon.detach(), video)}
+
+    @torch.no_grad()
+    def latent_stats(self, vae: CausalVAE, clips: int = 16) -> tuple[float, float]:
+        """(shift, scale) that make the latents of world clips about zero-mean, unit-variance."""
+        data = iter(ShapesDataset([Bucket(64, 64, 17)], clips, seed=12345))
+        mean, _ = vae.encode(next(data).video.to(next(vae.parameters()).device))
+        return float(mean.mean()), float(1.0 / mean.std())
+
+    def export(self, model: CausalVAE, out_dir: Path) -> Path:
+        shift, scale = self.latent_stats(model)
+        cfg = dataclasses.replace(model.cfg, shift=shift, scale=scale)
+        return save_weights(out_dir / "vae.safetensors", model, "kinema-vae", cfg)

@@ -1,0 +1,288 @@
+"""Invariants of the model on tiny configs: causal VAE, DiT, RoPE, solvers, guidance,
+checkpoints, and the text-to-video pipeline end to end."""
+
+import numpy as np
+import pytest
+import torch
+
+from kinema.checkpoint import CheckpointError, load_into, read_weights, save_weights
+from kinema.dit.rope import apply_rope, rope_tables
+from kinema.dit.transformer import DiT, DiTConfig
+from kinema.pipeline.text_to_video import (
+    GenerationError,
+    GenerationSettings,
+    TextToVideo,
+    check_prompt,
+)
+from kinema.sampling.guidance import KnownFrames, TextCondition, guided_velocity
+from kinema.sampling.schedules import flow_times
+from kinema.sampling.solvers import euler, heun
+from kinema.vae.causal_vae import CausalVAE, VAEConfig
+
+TINY_VAE = VAEConfig(latent_channels=4, channels=(8, 16, 16), temporal_blocks=1)
+TINY_DIT = DiTConfig(
+    in_channels=4, out_channels=4, dim=32, ffn_dim=64, heads=2, layers=2, text_dim=8
+)
+
+
+def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give zero-initialised layers weights, so tests see a model that does something."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+    return module
+
+
+@pytest.fixture(scope="module")
+def vae():
+    torch.manual_seed(0)
+    return randomize(CausalVAE(TINY_VAE)).eval()
+
+
+@pytest.fixture(scope="module")
+def dit():
+    torch.manual_seed(0)
+    return randomize(DiT(TINY_DIT)).eval()
+
+
+# ----------------------------------------------------------------------------- VAE
+
+
+def test_vae_shapes_and_image_is_one_frame_video(vae):
+    video = torch.randn(2, 3, 9, 16, 24)
+    mean, logvar = vae.encode(video)
+    assert mean.shape == logvar.shape == (2, 4, 3, 4, 6)
+    assert vae.decode(mean).shape == video.shape
+    image = torch.randn(1, 3, 1, 16, 16)
+    z, _ = vae.encode(image)
+    assert z.shape[2] == 1 and vae.decode(z).shape == image.shape
+
+
+@torch.no_grad()
+def test_vae_is_temporally_causal(vae):
+    video = torch.randn(1, 3, 13, 16, 16)
+    later = video.clone()
+    later[:, :, 5:] = torch.randn_like(later[:, :, 5:])  # change frames 5.. (latent groups 2, 3)
+    a, _ = vae.encode(video)
+    b, _ = vae.encode(later)
+    assert torch.equal(a[:, :, :2], b[:, :, :2])  # latents 0 (frame 0) and 1 (frames 1-4)
+    assert not torch.allclose(a[:, :, 2:], b[:, :, 2:])
+    # decoding: frames of latent i depend only on latents <= i
+    z = torch.randn(1, 4, 4, 4, 4)
+    z2 = z.clone()
+    z2[:, :, 3] += 1.0
+    x, x2 = vae.decode(z), vae.decode(z2)
+    assert torch.equal(x[:, :, :9], x2[:, :, :9]) and not torch.allclose(x[:, :, 9:], x2[:, :, 9:])
+
+
+@torch.no_grad()
+def test_chunked_decode_equals_full_decode(vae):
+    z = torch.randn(1, 4, 11, 4, 4)
+    full = vae.decode(z)
+    for chunk in (1, 3, 4):
+        assert torch.allclose(vae.decode_chunked(z, chunk), full, atol=1e-5)
+
+
+def test_vae_refuses_shapes_it_cannot_take(vae):
+    with pytest.raises(ValueError, match=r"frame count 8 must be 1 \+ 4k \(nearest: 5 or 9\)"):
+        vae.encode(torch.randn(1, 3, 8, 16, 16))
+    with pytest.raises(ValueError, match=r"width 18 must be a multiple of 4 \(nearest: 16 or 20\)"):
+        vae.encode(torch.randn(1, 3, 5, 16, 18))
+
+
+# ----------------------------------------------------------------------------- DiT
+
+
+def test_untrained_dit_predicts_zero_and_has_wan_names():
+    model = DiT(TINY_DIT)
+    out = model(torch.randn(1, 4, 3, 8, 8), torch.rand(1), torch.randn(1, 5, 8))
+    assert out.shape == (1, 4, 3, 8, 8) and out.abs().max() == 0  # zero-initialised head
+    names = set(model.state_dict())
+    for key in ("patch_embedding.weight", "text_embedding.0.weight", "time_projection.1.weight",
+                "blocks.0.self_attn.norm_q.weight", "blocks.0.cross_attn.k.weight", "blocks.0.norm3.weight",
+                "blocks.0.ffn.0.weight", "blocks.0.modulation", "head.head.weight", "head.modulation"):  # fmt: skip
+        assert key in names, key
+
+
+def test_dit_any_size_and_duration_with_one_set_of_weights(dit):
+    ctx = torch.randn(1, 5, 8)
+    for shape in [(1, 4, 4), (3, 8, 8), (5, 4, 12), (9, 6, 4)]:
+        x = torch.randn(1, 4, *shape)
+        assert dit(x, torch.rand(1), ctx).shape == x.shape
+    with pytest.raises(ValueError, match="not divisible by the patch size"):
+        dit(torch.randn(1, 4, 3, 5, 8), torch.rand(1), ctx)
+
+
+@torch.no_grad()
+def test_dit_per_frame_time_and_text_matter(dit):
+    x, ctx = torch.randn(2, 4, 3, 8, 8), torch.randn(2, 5, 8)
+    t = torch.tensor([0.3, 0.7])
+    same = dit(x, t[:, None].expand(2, 3), ctx)
+    assert torch.allclose(dit(x, t, ctx), same, atol=1e-6)
+    per_frame = dit(x, torch.tensor([[0.0, 0.3, 0.3], [0.0, 0.7, 0.7]]), ctx)
+    assert not torch.allclose(per_frame, same)
+    assert not torch.allclose(dit(x, t, ctx + 1.0), same)
+    # masked-out text tokens do not matter
+    mask = torch.tensor([[True, True, False, False, False]] * 2)
+    ctx2 = ctx.clone()
+    ctx2[:, 2:] = 99.0
+    assert torch.allclose(dit(x, t, ctx, mask), dit(x, t, ctx2, mask), atol=1e-5)
+
+
+def test_rope_preserves_norm_and_encodes_relative_position():
+    cos, sin = rope_tables(12, (6, 1, 1))
+    q = torch.randn(1, 1, 1, 12).expand(1, 6, 1, 12)
+    k = torch.randn(1, 1, 1, 12).expand(1, 6, 1, 12)
+    rq, rk = apply_rope(q, (cos, sin)), apply_rope(k, (cos, sin))
+    assert torch.allclose(rq.norm(dim=-1), q.norm(dim=-1), atol=1e-5)
+    dots = (rq[0, :, 0] @ rk[0, :, 0].T).numpy()
+    assert np.allclose(dots[0, 2], dots[3, 5], atol=1e-4) and np.allclose(
+        dots[1, 0], dots[5, 4], atol=1e-4
+    )
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def test_flow_times_and_one_euler_step_is_its_formula():
+    times = flow_times(4, shift=3.0)
+    assert times[0] == 1 and times[-1] == 0 and bool((times[:-1] > times[1:]).all())
+    x = torch.randn(2, 3)
+    v = torch.randn(2, 3)
+    out = euler(lambda x_, t: v * t, x, torch.tensor([1.0, 0.6]))
+    assert torch.allclose(out, x + (0.6 - 1.0) * v * 1.0)
+
+
+def test_heun_is_exact_for_a_velocity_linear_in_time():
+    # dx/dt = t  =>  x(0) = x(1) - 1/2 ; Heun integrates linear-in-t slopes exactly
+    x1 = torch.zeros(3)
+    out = heun(lambda x, t: torch.full_like(x, t), x1, torch.tensor([1.0, 0.5, 0.2, 0.0]))
+    euler_out = euler(lambda x, t: torch.full_like(x, t), x1, torch.tensor([1.0, 0.5, 0.2, 0.0]))
+    # the last step (to t = 0) is Euler: from 0.2 to 0 the slope 0.2 is used
+    expected = -(0.5 * (1.0 + 0.5) * 0.5 + 0.5 * (0.5 + 0.2) * 0.3) - 0.2 * 0.2
+    assert torch.allclose(out, torch.full((3,), expected), atol=1e-6)
+    assert not torch.allclose(out, euler_out)
+
+
+def test_cfg_is_its_formula_and_known_frames_stay_put():
+    cond = TextCondition(torch.ones(1, 2, 8), torch.ones(1, 2, dtype=torch.bool))
+    uncond = TextCondition(torch.zeros(1, 1, 8), torch.ones(1, 1, dtype=torch.bool))
+
+    def net(x, t, ctx, mask):  # "v" = mean of the context, per sample
+        return torch.ones_like(x) * ctx[:, :1, :1, None, None].transpose(1, 2)
+
+    v = guided_velocity(net, "v", cond, uncond, 3.0)(torch.zeros(1, 4, 2, 2, 2), 0.5)
+    assert torch.allclose(v, torch.full_like(v, 0 + 3.0 * (1 - 0)))
+    known = KnownFrames(torch.full((1, 4, 2, 2, 2), 7.0), torch.tensor([True, False]))
+    seen_t = []
+
+    def net2(x, t, ctx, mask):
+        seen_t.append(t.clone())
+        return torch.ones_like(x)
+
+    x = euler(
+        guided_velocity(net2, "v", cond, None, 1.0, known),
+        torch.zeros(1, 4, 2, 2, 2),
+        flow_times(3),
+    )
+    assert torch.equal(seen_t[0][0], torch.tensor([0.0, 1.0]))
+    x = known.apply(x)
+    assert torch.all(x[:, :, 0] == 7.0) and torch.allclose(
+        x[:, :, 1], torch.full_like(x[:, :, 1], -1.0)
+    )
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def test_weights_round_trip_and_clear_errors(tmp_path, dit, vae):
+    path = save_weights(tmp_path / "dit.safetensors", dit, "kinema-dit", dit.cfg)
+    tensors, config = read_weights(path, "kinema-dit")
+    fresh = load_into(DiT(DiTConfig(**config)), tensors, path)
+    x, t, ctx = torch.randn(1, 4, 3, 4, 4), torch.rand(1), torch.randn(1, 2, 8)
+    with torch.no_grad():
+        assert torch.equal(fresh(x, t, ctx), dit(x, t, ctx))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(fresh.state_dict().values(), dit.state_dict().values(), strict=True)
+    )
+    with pytest.raises(CheckpointError, match="expected 'kinema-vae'"):
+        read_weights(path, "kinema-vae")
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_into(DiT(DiTConfig(**{**config, "layers": 3})), tensors, path)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a tensor file at all")
+    with pytest.raises(CheckpointError, match="not a readable"):
+        read_weights(bad, "kinema-dit")
+    with pytest.raises(CheckpointError, match="no weights file"):
+        read_weights(tmp_path / "missing.safetensors", "kinema-dit")
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+class FakeEncoder:
+    """A deterministic stand-in for the text encoder: token states from character codes."""
+
+    dim = 8
+
+    def __call__(self, prompts):
+        length = max(1, max(len(p.split()) for p in prompts))
+        states = torch.zeros(len(prompts), length, 8)
+        mask = torch.zeros(len(prompts), length, dtype=torch.bool)
+        for i, p in enumerate(prompts):
+            for j, w in enumerate(p.split() or [""]):
+                states[i, j] = torch.tensor([(hash(w) >> k) % 7 / 7.0 for k in range(8)])
+                mask[i, j] = True
+        return states, mask
+
+
+@pytest.fixture(scope="module")
+def pipe(vae, dit):
+    return TextToVideo(FakeEncoder(), dit, vae, "tiny-test")
+
+
+def test_same_seed_same_video_bit_for_bit(pipe):
+    s = GenerationSettings(width=16, height=16, num_frames=9, steps=3, seed=5)
+    a, timings = pipe.generate("a red circle", s)
+    b, _ = pipe.generate("a red circle", s)
+    c, _ = pipe.generate(
+        "a red circle", GenerationSettings(width=16, height=16, num_frames=9, steps=3, seed=6)
+    )
+    assert a.shape == (9, 16, 16, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert set(timings) == {"encode_prompt", "sample", "decode"}
+
+
+def test_progress_callback_sees_every_step(pipe):
+    seen = []
+    pipe.generate(
+        "x",
+        GenerationSettings(width=16, height=16, num_frames=1, steps=4),
+        lambda i, n, x: seen.append((i, n)),
+    )
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(width=60), r"width 60 must be a multiple of 8 \(nearest: 56 or 64\)"),
+        (dict(num_frames=16), r"frame count 16 must be 1 \+ 4k \(nearest: 13 or 17\)"),
+        (dict(steps=0), "steps must be"),
+        (dict(solver="rk9"), "unknown solver"),
+    ],
+)
+def test_bad_settings_name_what_works(pipe, settings, message):
+    with pytest.raises(GenerationError, match=message):
+        pipe.generate("a red circle", GenerationSettings(**{"width": 16, "height": 16, **settings}))
+
+
+def test_bad_prompts():
+    with pytest.raises(GenerationError, match="empty"):
+        check_prompt("   ")
+    with pytest.raises(GenerationError, match="limit"):
+        check_prompt("a" * 5000)
+    assert GenerationSettings.from_seconds(2.0, 8.0).num_frames == 17
+    assert GenerationSettings.from_seconds(0.0).num_frames == 1
