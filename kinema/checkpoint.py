@@ -32,6 +32,7 @@ def save_weights(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; weights are meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

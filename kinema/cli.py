@@ -212,7 +212,9 @@ def world_vocab() -> None:
 def bench_shapes(
     generator: Annotated[
         list[str] | None,
-        typer.Option(help="generator to judge (repeatable): groundtruth, independent-frames"),
+        typer.Option(
+            help="generator to judge (repeatable): groundtruth, independent-frames, kinema-tiny, a model folder"
+        ),
     ] = None,
     videos: Annotated[
         Path | None,
@@ -223,6 +225,10 @@ def bench_shapes(
     output: Annotated[Path, typer.Option("-o", "--output", help="report folder")] = Path(
         "reports/shapesbench"
     ),
+    steps: Annotated[int | None, typer.Option(help="sampler steps for model generators")] = None,
+    guidance: Annotated[
+        float | None, typer.Option(help="guidance scale for model generators")
+    ] = None,
 ) -> None:
     """Run ShapesBench and write results.json, report.md, report.html and plots."""
     from kinema.eval.generators import folder_clips, get_generator
@@ -246,8 +252,9 @@ def bench_shapes(
                 progress.advance(task)
         names = generator or ([] if videos is not None else ["groundtruth", "independent-frames"])
         suite = load_suite(quick)
+        overrides = {k: v for k, v in (("steps", steps), ("guidance", guidance)) if v is not None}
         for name in names:
-            gen = get_generator(name)
+            gen = get_generator(name, **overrides)
             task = progress.add_task(name, total=len(suite) * seeds)
             examples[name] = []
 
@@ -282,6 +289,10 @@ def train_vae(
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-3,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     log_every: Annotated[int, typer.Option(help="log a row every N steps")] = 10,
+    init: Annotated[Path | None, typer.Option(help="start from these VAE weights")] = None,
+    decoder_only: Annotated[
+        bool, typer.Option(help="train the decoder only (keeps the latent space)")
+    ] = False,
 ) -> None:
     """Train the causal 3D VAE on world clips. Writes vae.safetensors, log.jsonl, loss.png."""
     from kinema.train.distributed import init_distributed, shutdown
@@ -293,7 +304,16 @@ def train_vae(
         str(output), steps=steps, minutes=minutes, lr=lr, warmup=min(200, steps // 5), seed=seed,
         save_every=250, log_every=log_every,
     )  # fmt: skip
-    train(VAETask(batch_size=batch_size, crop=crop), cfg, info)
+    if decoder_only and init is None:
+        raise UsageError("--decoder-only needs --init: the VAE whose latent space to keep")
+    start = None
+    if init is not None:
+        from kinema.models import load_vae
+
+        start = load_vae(init)
+    train(
+        VAETask(batch_size=batch_size, crop=crop, init=start, decoder_only=decoder_only), cfg, info
+    )
     if info.is_main:
         console.print(f"weights: {output / 'vae.safetensors'}; loss curve: {output / 'loss.png'}")
     shutdown(info)
@@ -317,6 +337,9 @@ def train_dit(
     pool: Annotated[int, typer.Option(help="captions in the pre-encoded pool")] = 6000,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 5e-4,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    reuse: Annotated[
+        int, typer.Option(help="optimizer steps per rendered batch (fresh noise each)")
+    ] = 1,
 ) -> None:
     """Train the diffusion transformer on VAE latents of world clips. Writes dit.safetensors."""
     from kinema.dit.transformer import DiTConfig
@@ -331,7 +354,13 @@ def train_dit(
     cfg = DiTConfig(dim=dim, ffn_dim=4 * dim, heads=heads, layers=layers, prediction=prediction)
     cache = output if info.is_main else None  # one writer for the caption cache
     task = DiTTask(
-        load_vae(vae).to(info.device), TextEncoder(), cfg, batch_size, pool, cache_dir=cache
+        load_vae(vae).to(info.device),
+        TextEncoder(),
+        cfg,
+        batch_size,
+        pool,
+        cache_dir=cache,
+        reuse=reuse,
     )
     tcfg = TrainConfig(
         str(output), steps=steps, minutes=minutes, lr=lr, warmup=300, seed=seed, save_every=250

@@ -53,10 +53,37 @@ GENERATORS: dict[str, Generator] = {
 }
 
 
-def get_generator(name: str) -> Generator:
-    if name not in GENERATORS:
-        raise KeyError(f"unknown generator {name!r}; known: {', '.join(GENERATORS)}")
-    return GENERATORS[name]
+class ModelGenerator:
+    """A kinema model as a ShapesBench generator, with its default sampling settings."""
+
+    def __init__(self, model: str | Path, **overrides):
+        from kinema.api import load
+
+        self.pipe = load(model)
+        self.overrides = overrides
+
+    def __call__(self, prompt: str, seed: int, settings: BenchSettings) -> np.ndarray:
+        video = self.pipe(
+            prompt, seed=seed, num_frames=settings.num_frames, fps=settings.fps,
+            width=settings.width, height=settings.height, **self.overrides,
+        )  # fmt: skip
+        return video.frames
+
+
+def get_generator(name: str, **overrides) -> Generator:
+    """A reference generator by name, or a kinema model by name or folder."""
+    if name in GENERATORS:
+        return GENERATORS[name]
+    from kinema.checkpoint import CheckpointError
+    from kinema.models import MODELS
+
+    try:
+        return ModelGenerator(name, **overrides)
+    except CheckpointError:
+        known = [*GENERATORS, *MODELS]
+        raise KeyError(
+            f"unknown generator {name!r}; known: {', '.join(known)}, or a model folder"
+        ) from None
 
 
 def folder_clips(folder: str | Path) -> list[tuple[str, str, np.ndarray, float]]:

@@ -119,13 +119,17 @@ class DiTTask:
         cache_dir: Path | None = None,
         caption_dropout: float = 0.1,
         reveal_prob: float = 0.2,
+        reuse: int = 1,
     ):
+        """reuse: optimizer steps per rendered and encoded batch (each with fresh noise and
+        times); rendering and VAE encoding cost about as much as a step of the transformer."""
         self.cfg = cfg
         self.model = DiT(cfg)
         self.vae = vae.eval().requires_grad_(False)
         self.batch_size = batch_size
         self.caption_dropout = caption_dropout
         self.reveal_prob = reveal_prob
+        self.reuse = reuse
         cache = cache_dir / f"captions_{pool_size}.pt" if cache_dir is not None else None
         self.pool = CaptionPool(encoder, pool_size, seed=1234, cache=cache)
 
@@ -178,9 +182,11 @@ class DiTTask:
                     for _ in idx
                 ]
             )
-            yield DiTBatch(
+            batch = DiTBatch(
                 latents, context.to(info.device), mask.to(info.device), known.to(info.device)
             )
+            for _ in range(self.reuse):
+                yield batch
 
     def loss(self, model, batch: DiTBatch) -> tuple[torch.Tensor, dict[str, float]]:
         x0 = batch.latents

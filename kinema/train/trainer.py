@@ -48,10 +48,14 @@ class Task(Protocol):
     def export(self, model: nn.Module, out_dir: Path) -> Path: ...
 
 
-def _lr_at(step: int, cfg: TrainConfig) -> float:
+def _lr_at(step: int, cfg: TrainConfig, elapsed_minutes: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 10%. With a time budget the decay follows whichever
+    of steps and minutes runs out first, so a run stopped by the clock ends annealed."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
+    if cfg.minutes:
+        progress = max(progress, elapsed_minutes / cfg.minutes)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
@@ -130,8 +134,9 @@ def train(task: Task, cfg: TrainConfig, info: DistInfo, progress: bool = True) -
         barrier(info)
 
     while step < cfg.steps:
+        lr = _lr_at(step, cfg, (time.perf_counter() - start) / 60)
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg)
+            group["lr"] = lr
         batch = next(batches)
         loss, logs = task.loss(wrapped, batch)
         opt.zero_grad(set_to_none=True)
@@ -143,7 +148,7 @@ def train(task: Task, cfg: TrainConfig, info: DistInfo, progress: bool = True) -
         samples += task.samples_in(batch) * info.world_size
         if step % cfg.log_every == 0 or step == cfg.steps:
             now = time.perf_counter()
-            row = {"step": step, "lr": _lr_at(step, cfg), "seconds": round(now - start, 1)}
+            row = {"step": step, "lr": lr, "seconds": round(now - start, 1)}
             row.update({k: all_mean(v, info) for k, v in logs.items()})
             row["grad_norm"] = float(grad_norm)
             row["samples_per_s"] = round(samples / (now - window_start), 2)

@@ -47,12 +47,19 @@ class VAETask:
         batch_size: int = 4,
         crop: int = 32,
         kl_weight: float = 1e-6,
+        init: CausalVAE | None = None,
+        decoder_only: bool = False,
     ):
-        self.cfg = cfg
-        self.model = CausalVAE(cfg)
+        """init: start from these weights. decoder_only: freeze the encoder (and the latent
+        normalisation), so a diffusion model trained on its latents stays valid."""
+        self.model = init if init is not None else CausalVAE(cfg)
+        self.cfg = self.model.cfg
         self.batch_size = batch_size
         self.crop = crop
         self.kl_weight = kl_weight
+        self.decoder_only = decoder_only
+        if decoder_only:
+            self.model.encoder.requires_grad_(False)
 
     def batches(self, info: DistInfo, seed: int) -> Iterator[torch.Tensor]:
         data = ShapesDataset(
@@ -86,6 +93,9 @@ class VAETask:
         return float(mean.mean()), float(1.0 / mean.std())
 
     def export(self, model: CausalVAE, out_dir: Path) -> Path:
-        shift, scale = self.latent_stats(model)
-        cfg = dataclasses.replace(model.cfg, shift=shift, scale=scale)
+        if self.decoder_only:  # the latent space is frozen, and so is its normalisation
+            cfg = model.cfg
+        else:
+            shift, scale = self.latent_stats(model)
+            cfg = dataclasses.replace(model.cfg, shift=shift, scale=scale)
         return save_weights(out_dir / "vae.safetensors", model, "kinema-vae", cfg)

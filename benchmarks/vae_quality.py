@@ -1,0 +1,64 @@
+"""VAE reconstruction on held-out world clips, and decode memory against clip length (JSON).
+
+    python benchmarks/vae_quality.py [--vae kinema/assets/kinema-tiny/vae.safetensors] [--clips 64]
+
+Held-out clips come from a seed the training stream never uses. Peak memory of chunked decoding
+is measured in a fresh process per length (max resident set size), so lengths do not share it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+
+import torch
+
+from kinema.models import MODELS, load_vae
+from kinema.train.vae_task import psnr
+from kinema.world.dataset import Bucket, ShapesDataset
+
+HELD_OUT_SEED = 987_654_321
+
+
+def decode_peak_mb(vae_path: str, latent_frames: int) -> float:
+    code = (
+        "import resource, torch; from kinema.models import load_vae;"
+        f"vae = load_vae({vae_path!r}); z = torch.randn(1, vae.cfg.latent_channels, {latent_frames}, 16, 16);"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "torch.inference_mode()(vae.decode_chunked)(z);"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--vae", default=str(MODELS["kinema-tiny"] / "vae.safetensors"))
+    parser.add_argument("--clips", type=int, default=64)
+    parser.add_argument("--no-memory", action="store_true")
+    args = parser.parse_args()
+    vae = load_vae(args.vae)
+    report = {"vae": args.vae, "clips": args.clips}
+    for bucket in (Bucket(64, 64, 17), Bucket(64, 64, 1), Bucket(96, 64, 33)):
+        data = iter(ShapesDataset([bucket], 8, seed=HELD_OUT_SEED, paraphrase=False))
+        values = []
+        with torch.inference_mode():
+            for _ in range(max(1, args.clips // 8)):
+                video = next(data).video
+                mean, _ = vae.encode(video)
+                recon = vae.decode_chunked(mean)
+                values += [psnr(recon[i : i + 1], video[i : i + 1]) for i in range(len(video))]
+        key = f"psnr_{bucket.width}x{bucket.height}x{bucket.num_frames}"
+        report[key] = {"mean": round(sum(values) / len(values), 2), "min": round(min(values), 2)}
+    if not args.no_memory:
+        report["decode_peak_mb"] = {f"{4 * (n - 1) + 1}_frames": round(decode_peak_mb(args.vae, n), 1) for n in (5, 20, 80)}
+    report["this_process_peak_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
