@@ -39,6 +39,7 @@ class TextEncoder:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
         self.path = Path(path) if path is not None else default_text_encoder_path()
         if not self.path.is_dir():
             raise FileNotFoundError(f"no text encoder directory at {self.path}")

@@ -90,14 +90,16 @@ class Detection:
 
 def classify_pixels(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(H, W) palette index per pixel (-1: not an object colour) and (H, W) pillar mask."""
-    pix = frame.astype(np.float32)
-    dist = np.linalg.norm(pix[:, :, None, :] - PALETTE[None, None], axis=-1)  # (H, W, 8)
-    index = dist.argmin(-1)
-    index[dist.min(-1) > OBJECT_COLOR_TOLERANCE] = -1
-    pillar = (
-        np.linalg.norm(pix - np.array(vocab.OCCLUDER_COLOR, np.float32), axis=-1) < PILLAR_TOLERANCE
-    )
-    return index, pillar
+    pix = frame.reshape(-1, 3).astype(np.float32)
+    # squared distances to the palette as |p|^2 - 2 p.c + |c|^2: one small matmul
+    sq = (pix * pix).sum(1, keepdims=True)
+    dist2 = sq - 2 * pix @ PALETTE.T + (PALETTE * PALETTE).sum(1)  # (H*W, 8)
+    index = dist2.argmin(1)
+    index[dist2[np.arange(len(index)), index] > OBJECT_COLOR_TOLERANCE**2] = -1
+    brown = np.array(vocab.OCCLUDER_COLOR, np.float32)
+    pillar = ((pix - brown) ** 2).sum(1) < PILLAR_TOLERANCE**2
+    shape = frame.shape[:2]
+    return index.reshape(shape), pillar.reshape(shape)
 
 
 def _pillar_columns(pillar: np.ndarray) -> np.ndarray:
@@ -147,7 +149,8 @@ def _coverage(frame: np.ndarray, mask: np.ndarray, free: np.ndarray) -> tuple[np
 
 
 def frame_blobs(frame: np.ndarray, frame_index: int = 0) -> tuple[list[Blob], bool, np.ndarray]:
-    """Blobs of one frame (H, W, 3) uint8, whether a pillar is seen, and the pillar columns."""
+    """Blobs of one frame (H, W, 3) uint8, whether a pillar is seen, and the mask of pixels
+    that are not background (objects, pillar, and the pillar's columns)."""
     height, width = frame.shape[:2]
     short = min(height, width)
     index, pillar = classify_pixels(frame)
@@ -192,12 +195,15 @@ def frame_blobs(frame: np.ndarray, frame_index: int = 0) -> tuple[list[Blob], bo
             Blob(frame_index, PALETTE_NAMES[c], _shape_from_coverage(alpha),
                  cx / width, cy / height, radius, truncated, area)
         )  # fmt: skip
-    return blobs, bool(columns.any()), columns
+    not_background = (index >= 0) | pillar | np.broadcast_to(columns, pillar.shape)
+    return blobs, bool(columns.any()), not_background
 
 
 def _thickness(mask: np.ndarray) -> float:
     """Largest distance from inside the blob to its edge, in pixels."""
-    return float(ndimage.distance_transform_edt(np.pad(mask, 1)).max())
+    ys, xs = np.nonzero(mask)
+    crop = mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    return float(ndimage.distance_transform_edt(np.pad(crop, 1)).max())
 
 
 def _drop_rims(pieces):
@@ -416,12 +422,10 @@ def detect(frames: np.ndarray, fps: float = 8.0, camera_velocity: float = 0.0) -
     lost: list[Track] = []
     per_frame, pillar_votes, backgrounds = [], [], []
     for i, frame in enumerate(frames):
-        blobs, has_pillar, columns = frame_blobs(frame, i)
+        blobs, has_pillar, not_background = frame_blobs(frame, i)
         per_frame.append(tuple(blobs))
         pillar_votes.append(has_pillar)
-        index, pillar = classify_pixels(frame)
-        exclude = (index >= 0) | pillar | np.broadcast_to(columns, pillar.shape)
-        backgrounds.append(classify_background(frame, exclude))
+        backgrounds.append(classify_background(frame, not_background))
         tracks = _link(tracks, lost, blobs, gate)
     # A track seen in fewer than 2 frames of a long clip is noise, not an object.
     min_len = 2 if len(frames) >= 6 else 1
