@@ -72,7 +72,9 @@ def main() -> None:
         for _ in range(5):
             t2v.dit(torch.cat([x, x]), t, ctx)
         step_s = (time.perf_counter() - start) / 5
-    tokens = 2 * x.shape[2] * (x.shape[3] // t2v.dit.cfg.patch[1]) * (x.shape[4] // t2v.dit.cfg.patch[2])
+    tokens = (
+        2 * x.shape[2] * (x.shape[3] // t2v.dit.cfg.patch[1]) * (x.shape[4] // t2v.dit.cfg.patch[2])
+    )
     peer = matmul_flops_per_s(tokens, t2v.dit.cfg.dim, t2v.dit.cfg.ffn_dim)
 
     with tempfile.TemporaryDirectory() as tmp:

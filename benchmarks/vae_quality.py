@@ -55,8 +55,12 @@ def main() -> None:
         key = f"psnr_{bucket.width}x{bucket.height}x{bucket.num_frames}"
         report[key] = {"mean": round(sum(values) / len(values), 2), "min": round(min(values), 2)}
     if not args.no_memory:
-        report["decode_peak_mb"] = {f"{4 * (n - 1) + 1}_frames": round(decode_peak_mb(args.vae, n), 1) for n in (5, 20, 80)}
-    report["this_process_peak_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        report["decode_peak_mb"] = {
+            f"{4 * (n - 1) + 1}_frames": round(decode_peak_mb(args.vae, n), 1) for n in (5, 20, 80)
+        }
+    report["this_process_peak_mb"] = round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+    )
     print(json.dumps(report, indent=1))
 
 

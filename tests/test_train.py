@@ -37,8 +37,13 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
             "--crop", "16", "--log-every", "5"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([*base, "--steps", "10"], env=env, check=True, capture_output=True, timeout=300)
-    result = subprocess.run([*base, "--steps", "20"], env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [*base, "--steps", "20"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resumed vae" in result.stdout and "at step 10" in result.stdout
-    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    ]
     assert steps == [5, 10, 15, 20]

@@ -28,15 +28,23 @@ def main() -> None:
     torch.manual_seed(0)
     if args.vae:
         vae = load_vae(args.vae)
-        path = save_weights(out / "vae.safetensors", vae, "kinema-vae", vae.cfg, dtype=torch.float16)
+        path = save_weights(
+            out / "vae.safetensors", vae, "kinema-vae", vae.cfg, dtype=torch.float16
+        )
         z = torch.randn(1, vae.cfg.latent_channels, 5, 16, 16)
         with torch.inference_mode():
             diff = (load_vae(path).decode(z) - vae.decode(z)).abs().max().item()
         report["vae"] = {"bytes": path.stat().st_size, "fp16_max_abs_diff_decode": diff}
     if args.dit:
         dit = load_dit(args.dit)
-        path = save_weights(out / "dit.safetensors", dit, "kinema-dit", dit.cfg, dtype=torch.float16)
-        x, t, ctx = torch.randn(1, 16, 5, 16, 16), torch.rand(1), torch.randn(1, 12, dit.cfg.text_dim)
+        path = save_weights(
+            out / "dit.safetensors", dit, "kinema-dit", dit.cfg, dtype=torch.float16
+        )
+        x, t, ctx = (
+            torch.randn(1, 16, 5, 16, 16),
+            torch.rand(1),
+            torch.randn(1, 12, dit.cfg.text_dim),
+        )
         with torch.inference_mode():
             ref = dit(x, t, ctx)
             diff = (load_dit(path)(x, t, ctx) - ref).abs().max().item()
