@@ -36,7 +36,10 @@ class Video:
     def save(self, path: str | Path) -> Path:
         from kinema.io.video import write_video
 
-        meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in self.metadata.items()}
+        if Path(path).suffix.lower() == ".gif":  # a GIF holds one comment: all of it as JSON
+            meta = {"comment": json.dumps(self.metadata)}
+        else:
+            meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in self.metadata.items()}
         return write_video(path, self.frames, self.fps, metadata=meta)
 
     def save_frames(self, folder: str | Path) -> list[Path]:

@@ -1,0 +1,97 @@
+"""The shipped default model through the Python API and `kinema generate` (few steps, so fast)."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import kinema
+from kinema.checkpoint import CheckpointError
+from kinema.io.video import read_video
+from kinema.models import MODELS
+
+PROMPT = "a red circle moving left on a black background"
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return kinema.load()
+
+
+def test_api_generates_a_clip_with_metadata(pipe, tmp_path):
+    video = pipe(PROMPT, seed=3, steps=2, seconds=1.0, fps=8)
+    assert video.frames.shape == (9, 64, 64, 3) and video.frames.dtype == np.uint8
+    assert video.metadata["prompt"] == PROMPT and video.metadata["seed"] == 3
+    assert video.metadata["model"] == "kinema-tiny" and video.metadata["steps"] == 2
+    path = video.save(tmp_path / "clip.mp4")
+    frames, fps, meta = read_video(path)
+    assert frames.shape == video.frames.shape and fps == 8 and meta["prompt"] == PROMPT
+    video.save(tmp_path / "clip.gif")
+    assert len(video.save_frames(tmp_path / "frames")) == 9
+
+
+def test_same_seed_same_video_and_other_sizes(pipe):
+    a = pipe(PROMPT, seed=1, steps=2)
+    b = pipe(PROMPT, seed=1, steps=2)
+    c = pipe(PROMPT, seed=2, steps=2)
+    assert np.array_equal(a.frames, b.frames) and not np.array_equal(a.frames, c.frames)
+    image = pipe(PROMPT, steps=2, seconds=0)  # text to image: a one-frame video
+    assert image.frames.shape == (1, 64, 64, 3)
+    wide = pipe(PROMPT, steps=2, width=96, height=64, num_frames=5)
+    assert wide.frames.shape == (5, 64, 96, 3)
+
+
+def run_cli(*args, cwd):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "kinema.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_cli_generate(tmp_path):
+    result = run_cli(
+        "generate", PROMPT, "-o", "out.mp4", "--steps", "2", "--seconds", "1", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert "wrote out.mp4" in result.stdout
+    frames, fps, meta = read_video(tmp_path / "out.mp4")
+    assert frames.shape == (9, 64, 64, 3) and meta["prompt"] == PROMPT
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["", "-o", "x.mp4"], "prompt is empty"),
+        (["a" * 2000, "-o", "x.mp4"], "limit"),
+        ([PROMPT, "--model", "no-such-model", "-o", "x.mp4"], "unknown model"),
+        ([PROMPT, "--size", "60x64", "-o", "x.mp4"], "nearest: 56 or 64"),
+        ([PROMPT, "-o", "x.avi"], ".mp4, .gif or .webm"),
+    ],
+)
+def test_cli_generate_bad_input(tmp_path, args, message):
+    result = run_cli("generate", *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-1500:]
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_corrupt_and_mismatched_checkpoints(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copy(MODELS["kinema-tiny"] / "vae.safetensors", folder / "vae.safetensors")
+    (folder / "dit.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="not a readable"):
+        kinema.load(folder)
+    shutil.copy(MODELS["kinema-tiny"] / "vae.safetensors", folder / "dit.safetensors")
+    with pytest.raises(CheckpointError, match="expected 'kinema-dit'"):
+        kinema.load(folder)
+    result = run_cli("generate", PROMPT, "--model", str(folder), "-o", "x.mp4", cwd=tmp_path)
+    assert result.returncode == 2 and "kinema-dit" in result.stderr
+    assert not (tmp_path / "x.mp4").exists()
