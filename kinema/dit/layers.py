@@ -57,13 +57,8 @@ class SelfAttention(nn.Module):
         return self.o(attention(q, k, v))
 
 
-class CrossAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, qk_norm: bool = True, eps: float = 1e-6):
-        super().__init__()
-        self.heads = heads
-        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
-        self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
-        self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+class CrossAttention(SelfAttention):
+    """Queries from the video tokens, keys and values from the text (same layers as Wan's)."""
 
     def forward(self, x, context, context_mask=None):  # x (B, L, dim), context (B, Lt, dim)
         split = lambda t: rearrange(t, "b l (h d) -> b l h d", h=self.heads)  # noqa: E731
