@@ -91,7 +91,7 @@ def train(task: Task, cfg: TrainConfig, info: DistInfo, progress: bool = True) -
     opt = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
     )
-    step = 0
+    step, elapsed = 0, 0.0
     state_path = out / "state.pt"
     if state_path.exists():  # resume
         state = torch.load(state_path, map_location=info.device, weights_only=False)
@@ -99,6 +99,7 @@ def train(task: Task, cfg: TrainConfig, info: DistInfo, progress: bool = True) -
         ema.model.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
         step = state["step"]
+        elapsed = state.get("elapsed", 0.0)  # --minutes counts the whole run, across resumes
         if info.is_main:
             print(f"resumed {task.name} from {state_path} at step {step}")
     wrapped = DistributedDataParallel(model) if info.enabled else model
@@ -109,7 +110,8 @@ def train(task: Task, cfg: TrainConfig, info: DistInfo, progress: bool = True) -
     # a resumed run continues with fresh batches rather than replaying the ones it has seen
     batches = task.batches(info, cfg.seed * 1_000_003 + step)
     log = (out / "log.jsonl").open("a")
-    start, window_start, samples = time.perf_counter(), time.perf_counter(), 0
+    start = time.perf_counter() - elapsed
+    window_start, samples = time.perf_counter(), 0
     bar = None
     if progress and info.is_main:
         from tqdm import tqdm
@@ -125,6 +127,7 @@ def train(task: Task, cfg: TrainConfig, info: DistInfo, progress: bool = True) -
                     "ema": ema.model.state_dict(),
                     "opt": opt.state_dict(),
                     "step": step,
+                    "elapsed": time.perf_counter() - start,
                 },
                 tmp,
             )
