@@ -64,15 +64,19 @@ class Pipeline:
         fps: float = 8.0,
         width: int = 64,
         height: int = 64,
-        steps: int = 20,
-        guidance: float = 5.0,
+        steps: int | None = None,
+        guidance: float | None = None,
         negative_prompt: str = "",
-        solver: str = "euler",
+        solver: str | None = None,
+        shift: float | None = None,
         num_frames: int | None = None,
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
     ) -> Video:
-        common = dict(width=width, height=height, steps=steps, guidance=guidance,
-                      negative_prompt=negative_prompt, solver=solver, seed=seed)  # fmt: skip
+        """Sampler settings left as None take GenerationSettings' defaults."""
+        sampler = {k: v for k, v in (("steps", steps), ("guidance", guidance), ("solver", solver),
+                                     ("shift", shift)) if v is not None}  # fmt: skip
+        common = dict(width=width, height=height, negative_prompt=negative_prompt, seed=seed,
+                      **sampler)  # fmt: skip
         if num_frames is not None:
             settings = GenerationSettings(num_frames=num_frames, fps=fps, **common)
         else:

@@ -64,11 +64,16 @@ def generate(
     seconds: Annotated[float, typer.Option(help="clip length (0: one frame, an image)")] = 2.0,
     fps: Annotated[float, typer.Option(help="frames per second")] = 8.0,
     size: Annotated[str, typer.Option(help="WIDTHxHEIGHT, multiples of 8")] = "64x64",
-    steps: Annotated[int, typer.Option(help="sampler steps")] = 20,
-    guidance: Annotated[float, typer.Option(help="classifier-free guidance scale")] = 5.0,
+    steps: Annotated[int | None, typer.Option(help="sampler steps [default: model's]")] = None,
+    guidance: Annotated[
+        float | None, typer.Option(help="classifier-free guidance scale [default: model's]")
+    ] = None,
+    shift: Annotated[
+        float | None, typer.Option(help="schedule shift: >1 spends more steps at high noise")
+    ] = None,
     negative: Annotated[str, typer.Option(help="negative prompt")] = "",
     seed: Annotated[int, typer.Option(help="same seed, same video")] = 0,
-    solver: Annotated[str, typer.Option(help="euler or heun")] = "euler",
+    solver: Annotated[str | None, typer.Option(help="euler or heun")] = None,
     model: Annotated[str, typer.Option(help="model name or folder")] = "kinema-tiny",
 ) -> None:
     """Generate a clip from a prompt."""
@@ -85,24 +90,25 @@ def generate(
     if not output.parent.is_dir():
         raise UsageError(f"the folder {output.parent} does not exist")
     pipe: Pipeline = load(model)
+    sampler = {k: v for k, v in (("steps", steps), ("guidance", guidance), ("solver", solver),
+                                 ("shift", shift)) if v is not None}  # fmt: skip
     settings = GenerationSettings.from_seconds(
-        seconds, fps, width=width, height=height, steps=steps, guidance=guidance,
-        negative_prompt=negative, seed=seed, solver=solver,
-    )  # fmt: skip
+        seconds, fps, width=width, height=height, negative_prompt=negative, seed=seed, **sampler
+    )
     check_settings(settings, pipe.t2v.vae, pipe.t2v.dit)
     loaded = time.perf_counter()
     with _progress() as progress:
-        task = progress.add_task("sampling", total=steps)
+        task = progress.add_task("sampling", total=settings.steps)
         video = pipe(
             prompt, seed=seed, num_frames=settings.num_frames, fps=fps, width=width, height=height,
-            steps=steps, guidance=guidance, negative_prompt=negative, solver=solver,
-            callback=lambda i, n, x: progress.update(task, completed=i),
+            negative_prompt=negative, callback=lambda i, n, x: progress.update(task, completed=i),
+            **sampler,
         )  # fmt: skip
     video.save(output)
     took = time.perf_counter() - start
     console.print(
         f"wrote {output}: {len(video.frames)} frames {width}x{height} at {fps:g} fps ({video.seconds:.2f} s), "
-        f"seed {seed}, {steps} steps; generated in {time.perf_counter() - loaded:.1f} s, total {took:.1f} s"
+        f"seed {seed}, {settings.steps} steps; generated in {time.perf_counter() - loaded:.1f} s, total {took:.1f} s"
     )
 
 
@@ -229,6 +235,11 @@ def bench_shapes(
     guidance: Annotated[
         float | None, typer.Option(help="guidance scale for model generators")
     ] = None,
+    shift: Annotated[float | None, typer.Option(help="schedule shift for model generators")] = None,
+    solver: Annotated[str | None, typer.Option(help="euler or heun for model generators")] = None,
+    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT of the judged clips")] = "64x64",
+    frames: Annotated[int, typer.Option(help="frames per judged clip")] = 17,
+    fps: Annotated[float, typer.Option(help="frames per second of the judged clips")] = 8.0,
 ) -> None:
     """Run ShapesBench and write results.json, report.md, report.html and plots."""
     from kinema.eval.generators import folder_clips, get_generator
@@ -237,7 +248,10 @@ def bench_shapes(
 
     if seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {seeds}")
-    settings = BenchSettings()
+    if frames < 1 or fps <= 0:
+        raise UsageError(f"--frames must be at least 1 and --fps positive, got {frames} and {fps}")
+    width, height = parse_size(size)
+    settings = BenchSettings(width=width, height=height, num_frames=frames, fps=fps)
     runs: dict[str, list[ClipResult]] = {}
     examples: dict[str, list] = {}
     with _progress() as progress:
@@ -252,7 +266,16 @@ def bench_shapes(
                 progress.advance(task)
         names = generator or ([] if videos is not None else ["groundtruth", "independent-frames"])
         suite = load_suite(quick)
-        overrides = {k: v for k, v in (("steps", steps), ("guidance", guidance)) if v is not None}
+        overrides = {
+            k: v
+            for k, v in (
+                ("steps", steps),
+                ("guidance", guidance),
+                ("shift", shift),
+                ("solver", solver),
+            )
+            if v is not None
+        }
         for name in names:
             gen = get_generator(name, **overrides)
             task = progress.add_task(name, total=len(suite) * seeds)

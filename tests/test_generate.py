@@ -73,6 +73,8 @@ def test_cli_generate(tmp_path):
         ([PROMPT, "--model", "no-such-model", "-o", "x.mp4"], "unknown model"),
         ([PROMPT, "--size", "60x64", "-o", "x.mp4"], "nearest: 56 or 64"),
         ([PROMPT, "-o", "x.avi"], ".mp4, .gif or .webm"),
+        ([PROMPT, "--shift", "0", "-o", "x.mp4"], "shift must be 0.1..20"),
+        ([PROMPT, "--solver", "rk4", "-o", "x.mp4"], "unknown solver 'rk4'"),
     ],
 )
 def test_cli_generate_bad_input(tmp_path, args, message):

@@ -74,6 +74,8 @@ def check_settings(s: GenerationSettings, vae: CausalVAE, dit: DiT) -> None:
         problems.append(f"steps must be 1..500, got {s.steps}")
     if not 0 <= s.guidance <= 50:
         problems.append(f"guidance must be 0..50, got {s.guidance}")
+    if not 0.1 <= s.shift <= 20:
+        problems.append(f"shift must be 0.1..20, got {s.shift}")
     if not s.fps > 0:
         problems.append(f"fps must be positive, got {s.fps}")
     if s.solver not in SOLVERS:
