@@ -394,6 +394,165 @@ def train_dit(
     shutdown(info)
 
 
+# ----------------------------------------------------------------------------- serve
+
+
+def _serving():
+    """The serving package, or a one-line error naming the extra to install."""
+    try:
+        import fastapi  # noqa: F401
+        import sqlalchemy  # noqa: F401
+
+        import kinema.serve.config as config
+    except ImportError as e:
+        raise UsageError(
+            f"serving needs the 'serve' extra ({e.name} is missing): pip install -e '.[serve]'"
+        ) from None
+    return config
+
+
+def _serve_config(
+    data_dir: Path, database: str | None, model: str, api_key: list[str] | None, **kw
+):
+    config = _serving()
+    from kinema.models import resolve_model
+
+    resolve_model(model)  # an unknown model is a usage error now, not in every worker
+    return config.ServeConfig(
+        data_dir=data_dir, database_url=database, model=model,
+        api_keys=config.keys_from_env(api_key), **kw,
+    )  # fmt: skip
+
+
+DataDir = Annotated[Path, typer.Option(help="jobs database (SQLite) and video files")]
+Database = Annotated[
+    str | None,
+    typer.Option(
+        help="job store URL, e.g. postgresql+psycopg://user@host/db (default: SQLite in --data-dir)"
+    ),
+]
+LeaseSeconds = Annotated[
+    float, typer.Option(help="a job whose worker is silent this long is taken up again")
+]
+MaxAttempts = Annotated[int, typer.Option(help="claims of one job before it fails as lost")]
+CostPerHour = Annotated[float, typer.Option(help="USD per worker-hour, for the cost estimate")]
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[
+        str, typer.Option(help="address to listen on (loopback unless told)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0: any free one, printed)")] = 8000,
+    data_dir: DataDir = Path("kinema-data"),
+    database: Database = None,
+    workers: Annotated[int, typer.Option(help="worker processes to start (0: API only)")] = 1,
+    model: Annotated[str, typer.Option(help="model name or folder")] = "kinema-tiny",
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="accepted bearer key (repeatable; also KINEMA_API_KEYS, comma-separated)"
+        ),
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option(help="allow serving without API keys on a non-loopback address")
+    ] = False,
+    ui: Annotated[bool, typer.Option(help="mount the web UI at /ui")] = True,
+    max_seconds: Annotated[float, typer.Option(help="longest clip a request may ask for")] = 8.0,
+    max_pixels: Annotated[int, typer.Option(help="largest width x height per frame")] = 256 * 256,
+    max_steps: Annotated[int, typer.Option(help="most sampler steps per request")] = 50,
+    max_active: Annotated[
+        int, typer.Option(help="queued + running jobs per key; one more gets 429")
+    ] = 8,
+    max_upload_mb: Annotated[float, typer.Option(help="largest upload")] = 10.0,
+    default_steps: Annotated[int, typer.Option(help="steps when a request names none")] = 20,
+    lease_seconds: LeaseSeconds = 30.0,
+    max_attempts: MaxAttempts = 3,
+    retention_hours: Annotated[
+        float, typer.Option(help="delete a video's files this long after it finished (0: keep)")
+    ] = 24.0,
+    cost_per_hour: CostPerHour = 0.10,
+    poll_after_ms: Annotated[int, typer.Option(help="the least poll interval suggested")] = 500,
+) -> None:
+    """Serve the OpenAI-compatible video API (and the web UI at /ui) with worker processes."""
+    import logging
+
+    cfg = _serving()
+    for name, value in (("--workers", workers), ("--port", port)):
+        if value < 0:
+            raise UsageError(f"{name} must be 0 or more, got {value}")
+    if lease_seconds <= 0 or max_attempts < 1 or retention_hours < 0:
+        raise UsageError("--lease-seconds must be > 0, --max-attempts >= 1, --retention-hours >= 0")
+    limits = cfg.Limits(
+        max_seconds=max_seconds, max_pixels=max_pixels, max_steps=max_steps,
+        max_active_per_key=max_active, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+    )  # fmt: skip
+    config = _serve_config(
+        data_dir, database, model, api_key, limits=limits,
+        defaults=cfg.Defaults(steps=min(default_steps, max_steps)), lease_seconds=lease_seconds,
+        max_attempts=max_attempts, retention_hours=retention_hours, cost_per_hour=cost_per_hour,
+        poll_after_ms=poll_after_ms,
+    )  # fmt: skip
+    from kinema.serve.server import is_loopback
+    from kinema.serve.server import serve as run_server
+
+    if not config.api_keys and not is_loopback(host) and not no_auth:
+        raise UsageError(
+            f"refusing to serve on {host} without API keys: give --api-key (or KINEMA_API_KEYS), "
+            "or --no-auth to serve openly"
+        )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    run_server(config, host, port, workers, ui)
+
+
+@app.command("worker")
+def worker(
+    data_dir: DataDir = Path("kinema-data"),
+    database: Database = None,
+    model: Annotated[
+        str, typer.Option(help="model name or folder (takes its jobs only)")
+    ] = "kinema-tiny",
+    lease_seconds: LeaseSeconds = 30.0,
+    max_attempts: MaxAttempts = 3,
+    cost_per_hour: CostPerHour = 0.10,
+    threads: Annotated[int, typer.Option(help="torch threads (0: torch's default)")] = 0,
+    max_jobs: Annotated[int | None, typer.Option(help="exit after this many jobs")] = None,
+    idle_exit: Annotated[
+        float | None, typer.Option(help="exit after this many seconds with an empty queue")
+    ] = None,
+) -> None:
+    """Take jobs from the queue and generate them (model loaded once). SIGTERM hands back the
+    running job."""
+    import logging
+    import signal
+    import threading
+
+    _serving()
+    config = _serve_config(data_dir, database, model, None, lease_seconds=lease_seconds,
+                           max_attempts=max_attempts, cost_per_hour=cost_per_hour)  # fmt: skip
+    if threads < 0:
+        raise UsageError(f"--threads must be 0 or more, got {threads}")
+    import torch
+
+    from kinema.serve.jobs import JobStore
+    from kinema.serve.worker import Worker
+
+    if threads:
+        torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    store = JobStore(config.db_url, lease_seconds, max_attempts)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    runner = Worker(store, config.data_dir, model, cost_per_hour=cost_per_hour)
+    logging.getLogger("kinema.worker").info("worker %s ready (model %s)", runner.id, model)
+    try:
+        runner.run(stop, max_jobs=max_jobs, idle_exit=idle_exit)
+    finally:
+        store.close()
+
+
 def main() -> None:
     from kinema.world.spec import WorldError
 

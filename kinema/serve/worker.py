@@ -1,0 +1,197 @@
+"""The worker: loads the model once, then claims jobs and runs them, one at a time.
+
+While a job runs, a heartbeat thread extends its lease and records the sampler's progress; it
+learns from the store when the owner cancelled or deleted the job, or when the lease was lost to
+another worker, and the sampler's step callback then stops the job. Outputs go under the claim's
+own token and the completion is a compare-and-set on that token (see jobs.py), so a job completes
+exactly once however many workers died or stalled on it. On shutdown (SIGTERM, SIGINT) a running
+job is handed back to the queue rather than left to wait for its lease to run out.
+
+Run it as `kinema worker` (on this machine or any other that reaches the database and the data
+directory), or let `kinema serve --workers N` start and supervise N of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from kinema.pipeline.text_to_video import GenerationError
+from kinema.serve.jobs import Claim, JobStore
+from kinema.serve.outputs import quality_report, write_outputs
+from kinema.serve.storage import Storage
+
+log = logging.getLogger("kinema.worker")
+
+# progress (0-100) as the job moves on: the sampler drives 5..90
+_SAMPLING_START, _SAMPLING_END, _EXPORTED = 5, 90, 95
+
+
+class _Stop(Exception):
+    """Raised in the sampler's callback to stop a job: 'cancel', 'lost' or 'shutdown'."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Heartbeat(threading.Thread):
+    """Extends the claim's lease every `interval` seconds and carries progress to the store."""
+
+    def __init__(self, store: JobStore, claim: Claim, interval: float, shutdown: threading.Event):
+        super().__init__(name=f"heartbeat-{claim.job.id}", daemon=True)
+        self.store, self.claim, self.interval = store, claim, interval
+        self.progress = 0
+        self.stop_reason: str | None = None
+        self._shutdown = shutdown
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        last_ok = time.monotonic()
+        while not self._done.wait(self.interval):
+            try:
+                beat = self.store.heartbeat(self.claim, self.progress)
+            except (
+                SQLAlchemyError
+            ) as e:  # the store is unreachable: keep trying until the lease ends
+                log.warning("heartbeat for %s failed: %s", self.claim.job.id, e)
+                if time.monotonic() - last_ok > self.store.lease_seconds:
+                    self.stop_reason = "lost"
+                    return
+                continue
+            last_ok = time.monotonic()
+            if not beat.alive or beat.cancel:
+                self.stop_reason = "lost" if not beat.alive else "cancel"
+                return
+
+    def check(self) -> None:
+        """Raise _Stop if the job should stop now."""
+        if self.stop_reason is not None:
+            raise _Stop(self.stop_reason)
+        if self._shutdown.is_set():
+            raise _Stop("shutdown")
+
+    def finish(self) -> None:
+        self._done.set()
+        if self.is_alive():
+            self.join()
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+
+
+class Worker:
+    def __init__(
+        self,
+        store: JobStore,
+        data_dir: str | Path,
+        model: str = "kinema-tiny",
+        worker_id: str | None = None,
+        cost_per_hour: float = 0.0,
+        poll_seconds: float = 0.25,
+        pipeline=None,
+    ):
+        import kinema
+
+        self.store = store
+        self.storage = Storage(data_dir)
+        self.model = model
+        self.id = worker_id or default_worker_id()
+        self.cost_per_hour = cost_per_hour
+        self.poll_seconds = poll_seconds
+        self.heartbeat_seconds = min(1.0, store.lease_seconds / 3)
+        self.pipe = pipeline if pipeline is not None else kinema.load(model)
+
+    def run(
+        self,
+        stop: threading.Event | None = None,
+        max_jobs: int | None = None,
+        idle_exit: float | None = None,
+    ) -> int:
+        """Claim and run jobs until `stop` is set, `max_jobs` are done, or the queue stayed empty
+        for `idle_exit` seconds. Returns the number of jobs run."""
+        stop = stop or threading.Event()
+        done, idle_since = 0, time.monotonic()
+        while not stop.is_set() and (max_jobs is None or done < max_jobs):
+            try:
+                claim = self.store.claim(self.id, [self.model])
+            except SQLAlchemyError as e:
+                log.warning("cannot claim from the job store: %s", e)
+                stop.wait(max(1.0, self.poll_seconds))
+                continue
+            if claim is None:
+                if idle_exit is not None and time.monotonic() - idle_since > idle_exit:
+                    break
+                stop.wait(self.poll_seconds)
+                continue
+            outcome = self.process(claim, stop)
+            log.info("%s %s (attempt %d)", claim.job.id, outcome, claim.attempt)
+            done += 1
+            idle_since = time.monotonic()
+        return done
+
+    def process(self, claim: Claim, shutdown: threading.Event | None = None) -> str:
+        """Run one claimed job: 'completed', 'failed', 'cancelled', 'lost' or 'released'."""
+        job, params = claim.job, claim.job.params
+        beat = _Heartbeat(self.store, claim, self.heartbeat_seconds, shutdown or threading.Event())
+        beat.start()
+        span = _SAMPLING_END - _SAMPLING_START
+
+        def on_step(i: int, n: int, _x) -> None:
+            beat.progress = _SAMPLING_START + span * i // max(n, 1)
+            beat.check()
+
+        try:
+            beat.check()
+            video = self.pipe(
+                job.prompt, seed=params["seed"], num_frames=params["num_frames"],
+                fps=params["fps"], width=params["width"], height=params["height"],
+                steps=params["steps"], guidance=params["guidance"],
+                negative_prompt=params["negative_prompt"], solver=params["solver"],
+                callback=on_step,
+            )  # fmt: skip
+            stages = dict(video.metadata.get("timings", {}))
+            beat.check()
+            t0 = time.perf_counter()
+            write_outputs(video, self.storage.attempt_dir(job.id, claim.token, create=True))
+            stages["export"] = time.perf_counter() - t0
+            beat.progress = _EXPORTED
+            t0 = time.perf_counter()
+            quality = quality_report(video.frames, job.prompt, video.fps)
+            stages["quality"] = time.perf_counter() - t0
+            beat.check()
+            beat.finish()
+            if self.store.complete(claim, stages, quality, self.cost_per_hour):
+                self.storage.prune(job.id, keep=claim.token)
+                return "completed"
+            self.storage.remove(job.id, claim.token)  # another attempt owns the job now
+            return "lost"
+        except _Stop as stop:
+            beat.finish()
+            self.storage.remove(job.id, claim.token)
+            if stop.reason == "cancel":
+                self.store.fail(claim, "cancelled", "cancelled while generating")
+                return "cancelled"
+            if stop.reason == "shutdown":
+                self.store.release(claim)
+                return "released"
+            return "lost"
+        except GenerationError as e:  # settings the model refuses (the API checks them first)
+            return self._fail(claim, beat, "invalid_settings", str(e))
+        except Exception as e:  # a bug or a broken model: the job fails, the worker goes on
+            log.exception("job %s failed", job.id)
+            return self._fail(claim, beat, "generation_failed", f"{type(e).__name__}: {e}")
+
+    def _fail(self, claim: Claim, beat: _Heartbeat, code: str, message: str) -> str:
+        beat.finish()
+        self.storage.remove(claim.job.id, claim.token)
+        self.store.fail(claim, code, message)
+        return "failed"
