@@ -520,10 +520,14 @@ def worker(
     idle_exit: Annotated[
         float | None, typer.Option(help="exit after this many seconds with an empty queue")
     ] = None,
+    parent_pid: Annotated[
+        int | None, typer.Option(hidden=True, help="stop when this process (kinema serve) dies")
+    ] = None,
 ) -> None:
     """Take jobs from the queue and generate them (model loaded once). SIGTERM hands back the
     running job."""
     import logging
+    import os
     import signal
     import threading
 
@@ -545,6 +549,14 @@ def worker(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if parent_pid is not None:  # started by kinema serve: never outlive it
+
+        def watch_parent():
+            while not stop.wait(1.0):
+                if os.getppid() != parent_pid:
+                    stop.set()
+
+        threading.Thread(target=watch_parent, daemon=True).start()
     runner = Worker(store, config.data_dir, model, cost_per_hour=cost_per_hour)
     logging.getLogger("kinema.worker").info("worker %s ready (model %s)", runner.id, model)
     try:

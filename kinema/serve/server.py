@@ -31,12 +31,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def worker_threads(workers: int) -> int:
+    """Torch threads per worker: OMP_NUM_THREADS when set, else the cores shared out. More
+    threads than free cores make every step wait on the slowest (OpenMP spins): far slower."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    return max(1, (os.cpu_count() or 1) // max(workers, 1))
+
+
 def worker_command(config: ServeConfig, threads: int) -> list[str]:
     return [
         sys.executable, "-m", "kinema.cli", "worker",
         "--data-dir", str(config.data_dir), "--database", config.db_url, "--model", config.model,
         "--lease-seconds", f"{config.lease_seconds:g}", "--max-attempts", str(config.max_attempts),
         "--cost-per-hour", f"{config.cost_per_hour:g}", "--threads", str(threads),
+        "--parent-pid", str(os.getpid()),
     ]  # fmt: skip
 
 
@@ -125,6 +134,10 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _exit_on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
 def serve(
     config: ServeConfig,
     host: str = "127.0.0.1",
@@ -141,8 +154,7 @@ def serve(
     app = create_app(services, ui=ui)
     sock = bind(host, port)
     actual = sock.getsockname()[1]
-    threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
-    supervisor = WorkerSupervisor(worker_command(config, threads), workers)
+    supervisor = WorkerSupervisor(worker_command(config, worker_threads(workers)), workers)
     janitor = Janitor(services)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
     shown = f"[{host}]" if ":" in host else host
@@ -152,6 +164,9 @@ def serve(
         janitor.sweep()
         print(f"kinema serving on http://{shown}:{actual} (UI: /ui, API: /v1/videos, "
               f"{workers} worker{'s' if workers != 1 else ''})", flush=True)  # fmt: skip
+        # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: let that end
+        # the process through this finally (workers stopped), not by the default handler
+        signal.signal(signal.SIGTERM, _exit_on_signal)
         server.run(sockets=[sock])
     finally:
         janitor.stop()

@@ -93,11 +93,6 @@ def parse_fields(model: type[BaseModel], fields: dict) -> BaseModel:
 
 
 def check_text(text: str, param: str, limits: Limits, required: bool = True) -> str:
-    if required:
-        try:
-            text = check_prompt(text)
-        except GenerationError as e:
-            raise ApiError(400, str(e), param=param, code="invalid_value") from None
     if len(text) > limits.max_prompt_chars:
         raise ApiError(
             400,
@@ -105,6 +100,11 @@ def check_text(text: str, param: str, limits: Limits, required: bool = True) -> 
             param=param,
             code="too_long",
         )
+    if required:
+        try:
+            text = check_prompt(text)
+        except GenerationError as e:
+            raise ApiError(400, str(e), param=param, code="invalid_value") from None
     return text
 
 

@@ -107,7 +107,7 @@ class Worker:
         self.id = worker_id or default_worker_id()
         self.cost_per_hour = cost_per_hour
         self.poll_seconds = poll_seconds
-        self.heartbeat_seconds = min(1.0, store.lease_seconds / 3)
+        self.heartbeat_seconds = min(0.5, store.lease_seconds / 3)
         self.pipe = pipeline if pipeline is not None else kinema.load(model)
 
     def run(

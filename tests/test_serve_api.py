@@ -1,0 +1,276 @@
+"""The HTTP API against a real `kinema serve` (one worker), with the official openai package as
+the client: create_and_poll, retrieve, list, download_content (every variant), remix, delete;
+auth, limits and metrics."""
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+from serve_helpers import PROMPT, serve, wait_for
+
+openai = pytest.importorskip("openai")
+httpx = pytest.importorskip("httpx")
+
+from PIL import Image  # noqa: E402
+
+from kinema.io.video import read_video  # noqa: E402
+
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=__name__)  # "Sora API..."
+TINY = {"steps": 2}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    with serve(
+        tmp, "--api-key", "k1", "--api-key", "k2", "--api-key", "k3", "--no-ui",
+        "--max-active", "3", "--poll-after-ms", "100", "--max-upload-mb", "1",
+    ) as s:  # fmt: skip
+        yield s
+
+
+def client(server, key="k1"):
+    return openai.OpenAI(base_url=server.api, api_key=key, max_retries=0, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def finished(server):
+    """One completed video of k1 (9 frames, 64x64, seed 5)."""
+    video = client(server).videos.create_and_poll(
+        prompt=PROMPT, seconds="1", size="64x64", extra_body={**TINY, "seed": 5}
+    )
+    assert video.status == "completed", video.error
+    return video
+
+
+def test_create_and_poll_completes_with_progress_and_telemetry(server, finished):
+    v = finished
+    assert v.id.startswith("video_") and v.object == "video" and v.model == "kinema-tiny"
+    assert v.progress == 100 and v.prompt == PROMPT and v.seconds == "1" and v.size == "64x64"
+    assert v.created_at <= v.completed_at < v.expires_at and v.error is None
+    extra = v.model_extra
+    assert extra["seed"] == 5 and extra["steps"] == 2 and extra["num_frames"] == 9
+    telemetry = extra["telemetry"]
+    assert telemetry["attempts"] == 1 and telemetry["compute_seconds"] > 0
+    assert {"encode_prompt", "sample", "decode", "export", "quality"} <= set(telemetry["stages"])
+    assert telemetry["time_to_first_result_seconds"] >= telemetry["queue_seconds"] >= 0
+    assert 0 <= extra["quality"]["adherence_color"] <= 1 and "flicker" in extra["quality"]
+    again = client(server).videos.retrieve(v.id)
+    assert again.status == "completed" and again.id == v.id
+
+
+def test_poll_header_and_progress_while_running(server):
+    raw = client(server).videos.with_raw_response.create(
+        prompt=PROMPT, seconds="2", extra_body={"steps": 20}
+    )
+    video = raw.parse()
+    assert video.status == "queued" and video.progress == 0
+    assert int(raw.headers["openai-poll-after-ms"]) >= 100
+    seen = set()
+
+    def done():
+        v = client(server).videos.retrieve(video.id)
+        seen.add(v.progress)
+        return v.status == "completed"
+
+    wait_for(done, 60, "the video", interval=0.05)
+    assert any(0 < p < 100 for p in seen), seen  # the sampler moved the progress
+    assert 100 in seen
+
+
+def test_download_content_every_variant(server, finished):
+    videos = client(server).videos
+    mp4 = videos.download_content(finished.id)
+    assert mp4.response.headers["content-type"] == "video/mp4"
+    path = server.data_dir.parent / "downloaded.mp4"
+    mp4.write_to_file(path)
+    frames, fps, meta = read_video(path)
+    assert frames.shape == (9, 64, 64, 3) and fps == 8 and meta["prompt"] == PROMPT
+    thumb = videos.download_content(finished.id, variant="thumbnail")
+    assert thumb.response.headers["content-type"] == "image/webp"
+    image = np.asarray(Image.open(io.BytesIO(thumb.content)))
+    assert image.shape == (64, 64, 3) and np.abs(image.astype(int) - frames[4]).mean() < 12
+    sheet = videos.download_content(finished.id, variant="spritesheet")
+    assert sheet.response.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(sheet.content)).size == (3 * 64, 3 * 64)  # 9 frames, 3x3
+    with pytest.raises(openai.BadRequestError) as bad:
+        videos.download_content(finished.id, variant="poster")
+    assert bad.value.body["param"] == "variant"
+
+
+def test_list_pages_with_after_limit_and_order(server):
+    videos = client(server, "k2").videos
+    made = [videos.create(prompt=f"{PROMPT} {i}", extra_body=TINY).id for i in range(3)]
+    page = videos.list(limit=2)
+    assert [v.id for v in page.data] == made[::-1][:2] and page.has_more
+    assert page.last_id == made[1]
+    rest = videos.list(limit=2, after=page.last_id)
+    assert [v.id for v in rest.data] == [made[0]] and not rest.has_more
+    assert [v.id for v in videos.list(order="asc")] == made  # the SDK's auto-paging too
+    assert [v.id for v in videos.list(limit=1)] == made[::-1]
+    assert made[0] not in [v.id for v in client(server, "k3").videos.list()]
+    for video_id in made:  # free the worker for the other tests
+        videos.delete(video_id)
+
+
+def test_remix_reuses_settings_with_a_new_prompt(server, finished):
+    videos = client(server).videos
+    remix = videos.remix(finished.id, prompt="a blue square moving up on a black background")
+    assert remix.remixed_from_video_id == finished.id and remix.id != finished.id
+    assert remix.model_extra["seed"] == 5 and remix.model_extra["num_frames"] == 9
+    done = videos.poll(remix.id, poll_interval_ms=100)
+    assert done.status == "completed" and done.prompt.startswith("a blue square")
+    with pytest.raises(openai.NotFoundError):
+        videos.remix("video_" + "0" * 32, prompt="anything")
+
+
+def test_delete_removes_video_and_files(server):
+    videos = client(server).videos
+    video = videos.create_and_poll(prompt=PROMPT, seconds="0", extra_body=TINY)
+    assert video.status == "completed" and video.model_extra["num_frames"] == 1
+    folder = server.data_dir / "videos" / video.id
+    assert folder.is_dir()
+    deleted = videos.delete(video.id)
+    assert deleted.id == video.id and deleted.deleted and deleted.object == "video.deleted"
+    assert not folder.exists()
+    with pytest.raises(openai.NotFoundError):
+        videos.retrieve(video.id)
+    with pytest.raises(openai.NotFoundError):
+        videos.download_content(video.id)
+    with pytest.raises(openai.NotFoundError):
+        videos.delete(video.id)
+
+
+def test_keys_own_their_videos(server, finished):
+    url = f"{server.api}/videos/{finished.id}"
+    missing = httpx.get(url)
+    assert missing.status_code == 401 and missing.json()["error"]["code"] == "missing_api_key"
+    wrong = httpx.get(url, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+    other = client(server, "k2").videos
+    for call in (
+        lambda: other.retrieve(finished.id),
+        lambda: other.download_content(finished.id),
+        lambda: other.remix(finished.id, prompt="mine now"),
+        lambda: other.delete(finished.id),
+    ):
+        with pytest.raises(openai.NotFoundError):
+            call()
+    assert client(server).videos.retrieve(finished.id).status == "completed"  # still there
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 0, 0)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "fields, param, code",
+    [
+        ({"size": "1024x1024"}, "size", "out_of_range"),
+        ({"size": "60x64"}, "size", "invalid_value"),
+        ({"size": "big"}, "size", "invalid_value"),
+        ({"seconds": "60"}, "seconds", "out_of_range"),
+        ({"seconds": "soon"}, "seconds", "invalid_value"),
+        ({"extra_body": {"steps": 5000}}, "steps", "out_of_range"),
+        ({"extra_body": {"steps": "many"}}, "steps", "invalid_value"),
+        ({"extra_body": {"fps": 500}}, "fps", "out_of_range"),
+        ({"extra_body": {"guidance": 99}}, "guidance", "invalid_value"),
+        ({"extra_body": {"solver": "rk4"}}, "solver", "invalid_value"),
+        ({"extra_body": {"motion": 0.5}}, "motion", "unsupported"),
+        ({"extra_body": {"colour": "red"}}, "colour", "invalid_value"),
+        ({"prompt": " "}, "prompt", "invalid_value"),
+        ({"prompt": "a" * 1001}, "prompt", "too_long"),
+        ({"model": "sora-2"}, "model", "model_not_found"),
+        (
+            {"input_reference": ("ref.png", b"not an image", "image/png")},
+            "input_reference",
+            "invalid_file_type",
+        ),
+        ({"input_reference": ("ref.png", _png(), "image/png")}, "input_reference", "unsupported"),
+    ],  # fmt: skip
+)
+def test_bad_requests_name_the_parameter(server, fields, param, code):
+    fields = {"prompt": PROMPT, **fields}
+    with pytest.raises(openai.BadRequestError) as bad:
+        client(server).videos.create(**fields)
+    error = bad.value.body
+    assert error["param"] == param and error["code"] == code and error["message"], error
+    assert bad.value.response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_json_body_upload_limit_and_extensions(server, finished):
+    headers = {"Authorization": "Bearer k1"}
+    created = httpx.post(f"{server.api}/videos", headers=headers,
+                         json={"prompt": PROMPT, "seconds": 0, "steps": 2})  # fmt: skip
+    assert created.status_code == 200 and created.json()["status"] == "queued"
+    client(server).videos.delete(created.json()["id"])
+    huge = ("ref.png", b"\x89PNG" + b"0" * (2 * 1024 * 1024), "image/png")
+    with pytest.raises(openai.APIStatusError) as big:
+        client(server).videos.create(prompt=PROMPT, input_reference=huge)
+    assert big.value.status_code == 413
+    extend = {"prompt": "it keeps moving", "seconds": "1", "video": {"id": finished.id}}
+    refused = httpx.post(f"{server.api}/videos/extensions", headers=headers, json=extend)
+    error = refused.json()["error"]
+    assert (
+        refused.status_code == 400 and error["code"] == "unsupported" and error["param"] == "video"
+    )
+    assert "not supported by this model yet" in error["message"]
+    as_form = {"prompt": "it keeps moving", "seconds": "1", "video[id]": "video_" + "1" * 32}
+    unknown = httpx.post(f"{server.api}/videos/extensions", headers=headers, files={}, data=as_form)
+    assert unknown.status_code == 404  # the form spelling of {"video": {"id": ...}}
+    videos = client(server).videos  # the SDK (this version) sends only files for `video`
+    with pytest.raises(openai.BadRequestError) as not_mp4:
+        videos.extend(prompt="it keeps moving", seconds="1", video=("a.mp4", b"junk", "video/mp4"))
+    assert not_mp4.value.body["param"] == "video"
+    wrong_type = httpx.post(f"{server.api}/videos", headers={**headers, "Content-Type": "text/plain"},
+                            content=b"prompt")  # fmt: skip
+    assert wrong_type.status_code == 415
+
+
+def test_too_many_queued_jobs_per_key_is_429(server):
+    videos = client(server, "k3").videos
+    made = [
+        videos.create(prompt=PROMPT, seconds="2", extra_body={"steps": 20}).id for _ in range(3)
+    ]
+    with pytest.raises(openai.RateLimitError) as limited:
+        videos.create(prompt=PROMPT, extra_body=TINY)
+    assert limited.value.body["code"] == "too_many_queued_jobs"
+    assert limited.value.response.headers["retry-after"]
+    client(server, "k2").videos.create(prompt=PROMPT, extra_body=TINY)  # other keys are not held up
+    cancelled = httpx.post(
+        f"{server.api}/videos/{made[-1]}/cancel", headers={"Authorization": "Bearer k3"}
+    )
+    assert (
+        cancelled.json()["status"] == "failed" and cancelled.json()["error"]["code"] == "cancelled"
+    )
+    videos.create(prompt=PROMPT, extra_body=TINY)  # room again
+    for video in videos.list():
+        videos.delete(video.id)
+
+
+def test_metrics_and_openapi(server, finished):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{server.url}/metrics").text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("kinema_store_up", ())] == 1
+    assert samples[("kinema_jobs", (("status", "completed"),))] >= 1
+    assert ("kinema_queue_depth", ()) in samples
+    assert samples[("kinema_generation_stage_seconds_count", (("stage", "sample"),))] >= 1
+    assert samples[("kinema_job_latency_seconds_count", ())] >= 1
+    assert samples[("kinema_compute_seconds_total", ())] > 0
+    route = (("method", "GET"), ("route", "/v1/videos/{video_id}"), ("status", "200"))
+    assert samples[("kinema_http_requests_total", route)] >= 1
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    create = spec["paths"]["/v1/videos"]["post"]
+    assert {"application/json", "multipart/form-data"} <= set(create["requestBody"]["content"])
+    assert "422" not in create["responses"] and "429" in create["responses"]
+    assert {"/v1/videos/{video_id}/content", "/v1/videos/{video_id}/remix",
+            "/v1/videos/extensions"} <= set(spec["paths"])  # fmt: skip

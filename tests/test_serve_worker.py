@@ -1,0 +1,129 @@
+"""Workers: a job survives its worker being killed or stalled mid-job and completes exactly once;
+cancellation stops a running job; shutdown hands the job back."""
+
+import os
+import signal
+import threading
+
+import pytest
+from serve_helpers import PROMPT, stop, wait_for, worker
+
+pytest.importorskip("sqlalchemy")
+
+from kinema.io.video import read_video  # noqa: E402
+from kinema.serve.jobs import COMPLETED, FAILED, IN_PROGRESS, QUEUED, JobStore  # noqa: E402
+from kinema.serve.worker import Worker  # noqa: E402
+
+LEASE = "1.5"
+
+
+def params(steps: int, frames: int = 17) -> dict:
+    return {"width": 64, "height": 64, "num_frames": frames, "fps": 8.0, "steps": steps,
+            "guidance": 5.0, "negative_prompt": "", "seed": 1, "solver": "euler", "seconds": "2"}  # fmt: skip
+
+
+def mid_job(store, job_id, holder=None):
+    def check():
+        job = store.get(job_id)
+        return job.status == IN_PROGRESS and job.progress >= 10 and holder in (None, job.worker)
+
+    return check
+
+
+def test_killed_and_stalled_workers_the_job_completes_exactly_once(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    store = JobStore(f"sqlite:///{data / 'jobs.db'}", lease_seconds=float(LEASE))
+    job = store.create("alice", "kinema-tiny", PROMPT, params(steps=20))
+    args = ("--database", f"sqlite:///{data / 'jobs.db'}", "--lease-seconds", LEASE)
+    procs = []
+    try:
+        a = worker(data, *args, log=tmp_path / "a.log")
+        procs.append(a)
+        wait_for(mid_job(store, job.id), 90, "worker A to be mid-job")
+        a.kill()  # A dies holding the job
+        a.wait()
+        assert store.get(job.id).status == IN_PROGRESS
+        first = store.get(job.id).worker
+
+        b = worker(data, *args, log=tmp_path / "b.log")
+        procs.append(b)
+        wait_for(lambda: store.get(job.id).attempts == 2 and mid_job(store, job.id)(), 90,
+                 "worker B to take the job over after A's lease")  # fmt: skip
+        os.kill(b.pid, signal.SIGSTOP)  # B stalls holding the job (a zombie, not dead)
+
+        c = worker(data, *args, "--max-jobs", "1", log=tmp_path / "c.log")
+        procs.append(c)
+        wait_for(lambda: store.get(job.id).status == COMPLETED, 90, "worker C to complete it")
+        assert c.wait(30) == 0
+        done = store.get(job.id)
+
+        os.kill(b.pid, signal.SIGCONT)  # B wakes up and must learn it lost the job
+        wait_for(lambda: " lost " in (tmp_path / "b.log").read_text(), 30, "B to give up")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+                stop(proc)
+
+    after = store.get(job.id)
+    assert after == done and after.attempts == 3  # B changed nothing
+    events = store.events(job.id)
+    kinds = [e["kind"] for e in events]
+    assert kinds.count("completed") == 1 and kinds.count("claimed") == 3
+    assert kinds.count("lease_expired") == 2
+    holders = [e["worker"] for e in events if e["kind"] == "claimed"]
+    assert holders[0] == first and len(set(holders)) == 3
+    assert events[-1]["kind"] == "completed" and events[-1]["worker"] == holders[2]
+    folder = data / "videos" / job.id
+    assert [p.name for p in folder.iterdir()] == [after.output]  # only C's files, no leftovers
+    assert sorted(p.name for p in (folder / after.output).iterdir()) == [
+        "spritesheet.jpg", "thumbnail.webp", "video.mp4",
+    ]  # fmt: skip
+    frames, _, meta = read_video(folder / after.output / "video.mp4")
+    assert frames.shape == (17, 64, 64, 3) and meta["prompt"] == PROMPT
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    import kinema
+
+    return kinema.load()
+
+
+@pytest.fixture
+def running_worker(tmp_path, pipe):
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}", lease_seconds=5.0)
+    stop_event = threading.Event()
+    runner = Worker(store, tmp_path, pipeline=pipe, poll_seconds=0.05)
+    thread = threading.Thread(target=runner.run, args=(stop_event,), daemon=True)
+    thread.start()
+    yield store, stop_event, thread
+    stop_event.set()
+    thread.join(60)
+    store.close()
+
+
+def test_cancel_stops_a_running_job_and_the_worker_goes_on(running_worker, tmp_path):
+    store, _, _ = running_worker
+    job = store.create("alice", "kinema-tiny", PROMPT, params(steps=200))
+    wait_for(mid_job(store, job.id), 60, "the job to be running")
+    store.cancel(job.id, "alice")
+    wait_for(lambda: store.get(job.id).status == FAILED, 30, "the worker to stop")
+    cancelled = store.get(job.id)
+    assert cancelled.error_code == "cancelled" and cancelled.progress < 90
+    assert not (tmp_path / "videos" / job.id).exists()
+    nxt = store.create("alice", "kinema-tiny", PROMPT, params(steps=2, frames=5))
+    wait_for(lambda: store.get(nxt.id).status == COMPLETED, 60, "the next job")
+
+
+def test_shutdown_hands_the_running_job_back(running_worker):
+    store, stop_event, thread = running_worker
+    job = store.create("alice", "kinema-tiny", PROMPT, params(steps=200))
+    wait_for(mid_job(store, job.id), 60, "the job to be running")
+    stop_event.set()
+    thread.join(30)
+    assert not thread.is_alive()
+    back = store.get(job.id)
+    assert back.status == QUEUED and back.attempts == 0 and back.claim_token is None
+    assert [e["kind"] for e in store.events(job.id)] == ["created", "claimed", "released"]
