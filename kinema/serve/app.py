@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -32,6 +32,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
@@ -317,6 +318,22 @@ def _owner(
 Owner = Annotated[str, Depends(_owner)]
 
 
+class _VideoIdConvertor(Convertor):
+    """Path segments that are video ids, so that /v1/videos/extensions is no id."""
+
+    regex = JOB_ID.pattern
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("kinema_video_id", _VideoIdConvertor())
+VideoId = Annotated[str, Path(pattern=f"^{JOB_ID.pattern}$", description="a video's id")]
+
+
 def create_app(services: Services, ui: bool = False) -> FastAPI:
     config = services.config
     limits = config.limits
@@ -339,7 +356,7 @@ def create_app(services: Services, ui: bool = False) -> FastAPI:
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
-        path = getattr(route, "path", None) or "unmatched"
+        path = getattr(route, "path_format", None) or "unmatched"
         if not path.startswith("/ui"):
             services.metrics.observe(request.method, path, response.status_code, started)
         return response
@@ -372,7 +389,9 @@ def create_app(services: Services, ui: bool = False) -> FastAPI:
         job = await run_in_threadpool(services.submit, who, fields)
         return _video_response(job, config)
 
-    @app.get("/v1/videos", response_model=VideoList, responses=_responses(), summary="List videos")
+    @app.get(
+        "/v1/videos", response_model=VideoList, responses=_responses(404), summary="List videos"
+    )
     def list_videos(
         who: Owner,
         after: Annotated[
@@ -382,22 +401,22 @@ def create_app(services: Services, ui: bool = False) -> FastAPI:
         order: Literal["asc", "desc"] = "desc",
     ):
         try:
-            page, more = services.store.list(who, after, limit, order)
+            page, more = services.store.list(who, after or None, limit, order)
         except UnknownCursor:
-            raise ApiError(400, f"after: no video {after!r} in this list", param="after",
-                           code="invalid_cursor") from None  # fmt: skip
+            raise ApiError(404, f"after: no video {after!r} in this list", param="after",
+                           code="not_found") from None  # fmt: skip
         data = [video_object(j) for j in page]
         return VideoList(data=data, has_more=more, first_id=data[0].id if data else None,
                          last_id=data[-1].id if data else None)  # fmt: skip
 
-    @app.get("/v1/videos/{video_id}", response_model=Video, responses=_responses(404),
+    @app.get("/v1/videos/{video_id:kinema_video_id}", response_model=Video, responses=_responses(404),
              summary="Retrieve a video")  # fmt: skip
-    def retrieve_video(video_id: str, who: Owner):
+    def retrieve_video(video_id: VideoId, who: Owner):
         return _video_response(services.owned(who, video_id), config)
 
-    @app.delete("/v1/videos/{video_id}", response_model=DeletedVideo, responses=_responses(404),
+    @app.delete("/v1/videos/{video_id:kinema_video_id}", response_model=DeletedVideo, responses=_responses(404),
                 summary="Delete a video (a running one is cancelled)")  # fmt: skip
-    def delete_video(video_id: str, who: Owner):
+    def delete_video(video_id: VideoId, who: Owner):
         job = services.owned(who, video_id)
         if services.store.delete(job.id, who) is None:
             raise not_found(video_id)
@@ -406,12 +425,14 @@ def create_app(services: Services, ui: bool = False) -> FastAPI:
         return DeletedVideo(id=job.id)
 
     @app.get(
-        "/v1/videos/{video_id}/content", responses={**_responses(404, 409), 200: {
+        "/v1/videos/{video_id:kinema_video_id}/content", responses={**_responses(404, 409), 200: {
             "content": {t: {} for _, t in VARIANTS.values()}, "description": "the file"}},
         response_class=Response, summary="Download the video, its thumbnail or spritesheet",
     )  # fmt: skip
     def download_content(
-        video_id: str, who: Owner, variant: Literal["video", "thumbnail", "spritesheet"] = "video"
+        video_id: VideoId,
+        who: Owner,
+        variant: Literal["video", "thumbnail", "spritesheet"] = "video",
     ):
         job = services.owned(who, video_id)
         path = services.file(job, variant)
@@ -420,19 +441,19 @@ def create_app(services: Services, ui: bool = False) -> FastAPI:
                             content_disposition_type="inline")  # fmt: skip
 
     @app.post(
-        "/v1/videos/{video_id}/remix", response_model=Video, responses=_responses(404, 413, 415, 429),
+        "/v1/videos/{video_id:kinema_video_id}/remix", response_model=Video, responses=_responses(404, 413, 415, 429),
         openapi_extra=_request_body(RemixBody, ()), summary="Remix a video with a new prompt",
     )  # fmt: skip
-    async def remix_video(video_id: str, request: Request, who: Owner):
+    async def remix_video(video_id: VideoId, request: Request, who: Owner):
         fields, files = await read_body(request, 64 * 1024)
         body = parse_fields(RemixBody, {**fields, **dict.fromkeys(files, b"")})
         source = await run_in_threadpool(services.owned, who, video_id)
         job = await run_in_threadpool(services.remix, who, source, body.prompt)
         return _video_response(job, config)
 
-    @app.post("/v1/videos/{video_id}/cancel", response_model=Video, responses=_responses(404),
+    @app.post("/v1/videos/{video_id:kinema_video_id}/cancel", response_model=Video, responses=_responses(404),
               summary="Cancel a queued or running video (kinema's own)")  # fmt: skip
-    def cancel_video(video_id: str, who: Owner):
+    def cancel_video(video_id: VideoId, who: Owner):
         job = services.owned(who, video_id)
         return _video_response(services.store.cancel(job.id, who) or job, config)
 

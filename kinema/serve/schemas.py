@@ -30,17 +30,17 @@ class CreateVideoBody(BaseModel):
     after them are kinema's own."""
 
     model_config = _STRICT
-    prompt: str = Field(description="what to show, e.g. 'a red circle moving left'")
+    prompt: str = Field(pattern=r"\S", description="what to show, e.g. 'a red circle moving left'")
     model: str | None = Field(None, description="the served model (default: the server's model)")
     seconds: str | float | None = Field(None, description="clip length; 0 gives one frame")
-    size: str | None = Field(None, description="WIDTHxHEIGHT, e.g. 64x64")
+    size: str | None = Field(None, pattern=r"^\d+x\d+$", description="WIDTHxHEIGHT, e.g. 64x64")
     input_reference: ImageReference | None = Field(
         None, description="an image to start from (multipart: an image file)"
     )
-    seed: int | None = Field(None, description="same seed, same video (default: random)")
-    steps: int | None = Field(None, description="sampler steps")
-    guidance: float | None = Field(None, description="classifier-free guidance scale")
-    fps: float | None = Field(None, description="frames per second")
+    seed: int | None = Field(None, ge=0, description="same seed, same video (default: random)")
+    steps: int | None = Field(None, ge=1, description="sampler steps")
+    guidance: float | None = Field(None, ge=0, le=50, description="classifier-free guidance")
+    fps: float | None = Field(None, gt=0, description="frames per second")
     negative_prompt: str | None = Field(None, description="what not to show")
     solver: str | None = Field(None, description="euler or heun")
     motion: float | None = Field(None, description="motion strength (not supported by kinema-tiny)")
@@ -48,12 +48,12 @@ class CreateVideoBody(BaseModel):
 
 class RemixBody(BaseModel):
     model_config = _STRICT
-    prompt: str
+    prompt: str = Field(pattern=r"\S")
 
 
 class ExtendBody(BaseModel):
     model_config = _STRICT
-    prompt: str
+    prompt: str = Field(pattern=r"\S")
     seconds: str | float
     video: VideoReference
 

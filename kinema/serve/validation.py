@@ -75,6 +75,12 @@ class JobSpec:
     # solver, and seconds as asked ("4")
 
 
+_PATTERN_MESSAGES = {
+    "prompt": "the prompt is empty: describe the clip, e.g. 'a red circle moving left'",
+    "size": "size must look like WIDTHxHEIGHT, e.g. 64x64",
+}
+
+
 def parse_fields(model: type[BaseModel], fields: dict) -> BaseModel:
     """Type-check request fields; the first problem becomes a 400 naming its parameter."""
     try:
@@ -82,14 +88,19 @@ def parse_fields(model: type[BaseModel], fields: dict) -> BaseModel:
     except ValidationError as e:
         problem = e.errors()[0]
         param = ".".join(str(p) for p in problem["loc"]) or None
-        if problem["type"] == "extra_forbidden":
+        kind, code = problem["type"], "invalid_value"
+        if kind == "extra_forbidden":
             known = ", ".join(model.model_fields)
             message = f"unknown parameter {param!r}; known: {known}"
-        elif problem["type"] == "missing":
+        elif kind == "missing":
             message = f"{param} is required"
+        elif kind == "string_pattern_mismatch" and param in _PATTERN_MESSAGES:
+            message = _PATTERN_MESSAGES[param]
         else:
             message = f"{param}: {problem['msg']}"
-        raise ApiError(400, message, param=param, code="invalid_value") from None
+            if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+                code = "out_of_range"
+        raise ApiError(400, message, param=param, code=code) from None
 
 
 def check_text(text: str, param: str, limits: Limits, required: bool = True) -> str:
