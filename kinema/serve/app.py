@@ -45,7 +45,6 @@ from kinema.serve.jobs import (
     ACTIVE,
     COMPLETED,
     FAILED,
-    IN_PROGRESS,
     Job,
     JobStore,
     QueueFull,
@@ -158,8 +157,7 @@ def video_object(job: Job) -> Video:
 def _poll_headers(job: Job, config: ServeConfig) -> dict[str, str]:
     if job.status not in ACTIVE:
         return {}
-    ms = config.poll_after_ms * (1 if job.status == IN_PROGRESS else 2)
-    return {"openai-poll-after-ms": str(ms)}
+    return {"openai-poll-after-ms": str(config.poll_after_ms)}
 
 
 def _video_response(job: Job, config: ServeConfig) -> JSONResponse:
