@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sys
@@ -424,6 +425,20 @@ def _serve_config(
     )  # fmt: skip
 
 
+@contextlib.contextmanager
+def _store_errors(config):
+    """A job store or data directory that cannot be opened is a one-line usage error."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except SQLAlchemyError as e:
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        raise UsageError(f"cannot use the job store {config.db_url}: {reason}") from None
+    except PermissionError as e:
+        raise UsageError(f"cannot write to {e.filename}: permission denied") from None
+
+
 DataDir = Annotated[Path, typer.Option(help="jobs database (SQLite) and video files")]
 Database = Annotated[
     str | None,
@@ -478,9 +493,10 @@ def serve(
     import logging
 
     cfg = _serving()
-    for name, value in (("--workers", workers), ("--port", port)):
-        if value < 0:
-            raise UsageError(f"{name} must be 0 or more, got {value}")
+    if workers < 0 or not 0 <= port <= 65535:
+        raise UsageError(
+            f"--workers must be 0 or more and --port 0 to 65535, got {workers}, {port}"
+        )
     if lease_seconds <= 0 or max_attempts < 1 or retention_hours < 0:
         raise UsageError("--lease-seconds must be > 0, --max-attempts >= 1, --retention-hours >= 0")
     limits = cfg.Limits(
@@ -502,7 +518,8 @@ def serve(
             "or --no-auth to serve openly"
         )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    run_server(config, host, port, workers, ui)
+    with _store_errors(config):
+        run_server(config, host, port, workers, ui)
 
 
 @app.command("worker")
@@ -545,7 +562,8 @@ def worker(
         torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = JobStore(config.db_url, lease_seconds, max_attempts)
+    with _store_errors(config):
+        store = JobStore(config.db_url, lease_seconds, max_attempts)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

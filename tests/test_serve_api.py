@@ -275,3 +275,22 @@ def test_metrics_and_openapi(server, finished):
     assert "422" not in create["responses"] and "429" in create["responses"]
     assert {"/v1/videos/{video_id}/content", "/v1/videos/{video_id}/remix",
             "/v1/videos/extensions"} <= set(spec["paths"])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["serve", "--host", "0.0.0.0"], "without API keys"),
+        (["worker", "--database", "nosuchdb://x"], "cannot use the job store"),
+    ],
+)
+def test_cli_refuses_bad_setups_in_one_line(tmp_path, args, message):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "kinema.cli", *args, "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

@@ -193,7 +193,12 @@ def new_job_id() -> str:
 def make_engine(url: str) -> Engine:
     """An engine with the settings the store relies on (see the module docstring)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            pool_size=10,
+            max_overflow=40,  # the API's thread pool runs up to 40 requests at once
+        )
 
         @event.listens_for(engine, "connect")
         def _connect(dbapi_conn, _record):
@@ -209,7 +214,7 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
 
 
 def _now(conn: Connection) -> float:
