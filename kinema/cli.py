@@ -470,7 +470,8 @@ def serve(
         ),
     ] = None,
     no_auth: Annotated[
-        bool, typer.Option(help="allow serving without API keys on a non-loopback address")
+        bool,
+        typer.Option("--no-auth", help="allow serving without API keys on a non-loopback address"),
     ] = False,
     ui: Annotated[bool, typer.Option(help="mount the web UI at /ui")] = True,
     max_seconds: Annotated[float, typer.Option(help="longest clip a request may ask for")] = 8.0,

@@ -3,7 +3,10 @@ the client: create_and_poll, retrieve, list, download_content (every variant), r
 auth, limits and metrics."""
 
 import io
+import os
+import signal
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +28,7 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
     with serve(
         tmp, "--api-key", "k1", "--api-key", "k2", "--api-key", "k3", "--no-ui",
-        "--max-active", "3", "--poll-after-ms", "100", "--max-upload-mb", "1",
+        "--max-active", "3", "--poll-after-ms", "100", "--max-upload-mb", "1", "--lease-seconds", "3",
     ) as s:  # fmt: skip
         yield s
 
@@ -294,3 +297,18 @@ def test_cli_refuses_bad_setups_in_one_line(tmp_path, args, message):
     )  # fmt: skip
     assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def test_serve_restarts_a_killed_worker_and_the_job_completes(server):
+    """Last in this module: it kills the server's worker in the middle of a job."""
+    videos = client(server).videos
+    video = videos.create(prompt=PROMPT, seconds="2", extra_body={"steps": 20})
+    wait_for(lambda: videos.retrieve(video.id).progress >= 10, 60, "the job to be mid-way")
+    pid = server.proc.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(children) == 1  # the one worker
+    os.kill(int(children[0]), signal.SIGKILL)
+    done = videos.poll(video.id, poll_interval_ms=200)
+    assert done.status == "completed" and done.model_extra["telemetry"]["attempts"] == 2
+    assert "restarting" in server.log.read_text()
+    assert Path(f"/proc/{pid}/task/{pid}/children").read_text().split() != children
