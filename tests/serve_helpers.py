@@ -3,6 +3,7 @@ the services CI provides (PostgreSQL, Chromium), which skip locally but fail und
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import re
 import shutil
@@ -99,6 +100,17 @@ def worker(data_dir: Path, *args: str, log: Path | None = None) -> subprocess.Po
     )  # fmt: skip
 
 
+def within(limit_s: float, call, /, *args, **kwargs):
+    """call(*args, **kwargs), failing the test if it takes longer (the SDK's poll never gives up)."""
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        return pool.submit(call, *args, **kwargs).result(timeout=limit_s)
+    except concurrent.futures.TimeoutError:
+        pytest.fail(f"{getattr(call, '__name__', call)} took more than {limit_s:g} s")
+    finally:
+        pool.shutdown(wait=False)
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
     deadline = time.monotonic() + timeout
     while True:
@@ -136,5 +148,6 @@ def chromium_path() -> str:
     path = os.environ.get("KINEMA_TEST_CHROMIUM") or next(
         (p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None
     )
-    require(bool(path), "no Chromium: install Debian's chromium (.ci/run does)")
+    found = bool(path) and os.access(path, os.X_OK)
+    require(found, "no Chromium: install Debian's chromium (.ci/run does)")
     return path

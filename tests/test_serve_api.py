@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serve_helpers import PROMPT, serve, wait_for
+from serve_helpers import PROMPT, serve, wait_for, within
 
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
@@ -40,9 +40,10 @@ def client(server, key="k1"):
 @pytest.fixture(scope="module")
 def finished(server):
     """One completed video of k1 (9 frames, 64x64, seed 5)."""
-    video = client(server).videos.create_and_poll(
-        prompt=PROMPT, seconds="1", size="64x64", extra_body={**TINY, "seed": 5}
-    )
+    video = within(
+        120, client(server).videos.create_and_poll,
+        prompt=PROMPT, seconds="1", size="64x64", extra_body={**TINY, "seed": 5},
+    )  # fmt: skip
     assert video.status == "completed", video.error
     return video
 
@@ -122,7 +123,7 @@ def test_remix_reuses_settings_with_a_new_prompt(server, finished):
     remix = videos.remix(finished.id, prompt="a blue square moving up on a black background")
     assert remix.remixed_from_video_id == finished.id and remix.id != finished.id
     assert remix.model_extra["seed"] == 5 and remix.model_extra["num_frames"] == 9
-    done = videos.poll(remix.id, poll_interval_ms=100)
+    done = within(120, videos.poll, remix.id, poll_interval_ms=100)
     assert done.status == "completed" and done.prompt.startswith("a blue square")
     with pytest.raises(openai.NotFoundError):
         videos.remix("video_" + "0" * 32, prompt="anything")
@@ -130,7 +131,7 @@ def test_remix_reuses_settings_with_a_new_prompt(server, finished):
 
 def test_delete_removes_video_and_files(server):
     videos = client(server).videos
-    video = videos.create_and_poll(prompt=PROMPT, seconds="0", extra_body=TINY)
+    video = within(120, videos.create_and_poll, prompt=PROMPT, seconds="0", extra_body=TINY)
     assert video.status == "completed" and video.model_extra["num_frames"] == 1
     folder = server.data_dir / "videos" / video.id
     assert folder.is_dir()
@@ -308,7 +309,7 @@ def test_serve_restarts_a_killed_worker_and_the_job_completes(server):
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     assert len(children) == 1  # the one worker
     os.kill(int(children[0]), signal.SIGKILL)
-    done = videos.poll(video.id, poll_interval_ms=200)
+    done = within(120, videos.poll, video.id, poll_interval_ms=200)
     assert done.status == "completed" and done.model_extra["telemetry"]["attempts"] == 2
     assert "restarting" in server.log.read_text()
     assert Path(f"/proc/{pid}/task/{pid}/children").read_text().split() != children
