@@ -154,11 +154,11 @@ def build_ui(services) -> gr.Blocks:
         gr.Markdown("## Your videos")
         refresh = gr.Button("Refresh", size="sm")
         ids = gr.State([])
-        past = gr.Gallery(label="Past videos", columns=6, height="auto", elem_id="gallery",
-                          allow_preview=False)  # fmt: skip
+        past = gr.Gallery(label="Past videos (select one for its video and report)", columns=8,
+                          height=240, elem_id="gallery", allow_preview=False)  # fmt: skip
         run.click(
             generate, [key, prompt, image, seconds, size, steps, guidance, seed, negative],
-            [video, report, status, past, ids], concurrency_limit=None,
+            [video, report, status, past, ids], concurrency_limit=None, show_progress_on=[video],
         )  # fmt: skip
         refresh.click(gallery, [key], [past, ids])
         demo.load(
