@@ -139,7 +139,7 @@ def main() -> None:
         wall = time.perf_counter() - start
         report = summarize(results, wall, args, settings)
         if proc is not None:
-            report["exactly_once"] = completions_exactly_once(folder, args.database, results)
+            report.update(completion_audit(folder, args.database, results))
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
@@ -190,14 +190,19 @@ def summarize(results: list[dict], wall: float, args, settings: dict) -> dict:
     }
 
 
-def completions_exactly_once(folder: Path, database: str | None, results: list[dict]) -> bool:
+def completion_audit(folder: Path, database: str | None, results: list[dict]) -> dict:
+    """From the job store's event log: did every job complete exactly once, and on how many
+    different workers."""
     from kinema.serve.jobs import JobStore
 
     store = JobStore(database or f"sqlite:///{folder / 'data' / 'jobs.db'}")
     try:
         ids = [r["id"] for r in results if "id" in r]
-        counts = [sum(e["kind"] == "completed" for e in store.events(i)) for i in ids]
-        return len(ids) == len(results) and all(c == 1 for c in counts)
+        done = [[e for e in store.events(i) if e["kind"] == "completed"] for i in ids]
+        return {
+            "exactly_once": len(ids) == len(results) and all(len(d) == 1 for d in done),
+            "workers_used": len({e["worker"] for d in done for e in d}),
+        }
     finally:
         store.close()
 

@@ -65,6 +65,9 @@ def test_lifecycle_and_exactly_one_completion(url):
     assert hist["sample"] == ([0, 1], 0.5, 1) and hist["decode"] == ([1, 1], 0.1, 1)
     assert store.counts()[COMPLETED] == 1 and store.counts()[QUEUED] == 0
     store.close()
+    reopened = make_store(url)  # a restart loses nothing
+    assert reopened.get(job.id) == done and kinds(reopened, job.id)[-1] == "completed"
+    reopened.close()
 
 
 def test_concurrent_claims_take_each_job_once(url):

@@ -1,4 +1,5 @@
-"""The load benchmark on a small load: every job completes exactly once with a valid MP4."""
+"""The load benchmark on a small load: every job completes exactly once with a valid MP4; with
+PostgreSQL, two worker processes claim from the one queue."""
 
 import json
 import subprocess
@@ -6,24 +7,40 @@ import sys
 from pathlib import Path
 
 import pytest
-from serve_helpers import env
+from serve_helpers import env, postgres_database
 
 pytest.importorskip("openai")
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py"
 
 
-def test_load_benchmark_every_job_completes_exactly_once():
+def run_benchmark(*args: str) -> dict:
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--clients", "3", "--jobs-per-client", "2",
-         "--workers", "1", "--seconds", "0.5", "--steps", "2"],
+         "--seconds", "0.5", "--steps", "2", *args],
         capture_output=True, text=True, timeout=300, env=env(),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+def check(report: dict) -> None:
     assert report["jobs"] == 6 and report["completed"] == 6 and report["failed"] == 0, report
     assert report["valid_mp4"] == 6 and report["distinct_ids"] == 6 and report["exactly_once"]
     assert report["throughput_jobs_per_s"] > 0
     assert (
         0 < report["latency_s"]["p50"] <= report["latency_s"]["p95"] <= report["latency_s"]["max"]
     )
+
+
+def test_load_benchmark_every_job_completes_exactly_once():
+    report = run_benchmark("--workers", "1")
+    check(report)
+    assert report["workers_used"] == 1
+
+
+def test_load_benchmark_on_postgresql_with_two_workers():
+    with postgres_database() as url:
+        report = run_benchmark("--workers", "2", "--database", url)
+    check(report)
+    assert report["workers_used"] == 2  # both processes took jobs from the one queue
