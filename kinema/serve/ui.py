@@ -9,6 +9,7 @@ temporary folder; the data directory itself is never exposed.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -16,6 +17,10 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a server
+# this server's own Gradio cache (read when gradio is imported), removed when it exits
+_CACHE = Path(tempfile.mkdtemp(prefix="kinema-ui-"))
+os.environ.setdefault("GRADIO_TEMP_DIR", str(_CACHE / "gradio"))
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 import gradio as gr  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
@@ -37,7 +42,7 @@ class _Copies:
     """Copies of job files that Gradio may serve, in a private folder, dropped after a while."""
 
     def __init__(self):
-        self.folder = Path(tempfile.mkdtemp(prefix="kinema-ui-"))
+        self.folder = Path(tempfile.mkdtemp(prefix="copies-", dir=_CACHE))
 
     def of(self, path: Path, name: str) -> str:
         now = time.time()
@@ -123,7 +128,8 @@ def build_ui(services) -> gr.Blocks:
             raise gr.Error("that video is gone")
         return file_of(job, "video"), _report(job)
 
-    with gr.Blocks(title="kinema") as demo:
+    # Gradio keeps copies of the files it serves: drop those older than an hour, hourly
+    with gr.Blocks(title="kinema", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# kinema\nText to video with **{services.model.name}**.")
         key = gr.Textbox(label="API key", type="password", visible=services.auth.required)
         with gr.Row():
