@@ -22,6 +22,7 @@ the exactly-once tests read).
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -223,8 +224,6 @@ def _now(conn: Connection) -> float:
         return float(conn.execute(text("SELECT EXTRACT(EPOCH FROM clock_timestamp())")).scalar())
     if conn.dialect.name == "sqlite":
         return float(conn.execute(text("SELECT (julianday('now') - 2440587.5) * 86400.0")).scalar())
-    import time
-
     return time.time()
 
 
