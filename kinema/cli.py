@@ -364,10 +364,14 @@ def train_dit(
     reuse: Annotated[
         int, typer.Option(help="optimizer steps per rendered batch (fresh noise each)")
     ] = 1,
+    init: Annotated[
+        Path | None,
+        typer.Option(help="start from these DiT weights (their config wins over --dim etc.)"),
+    ] = None,
 ) -> None:
     """Train the diffusion transformer on VAE latents of world clips. Writes dit.safetensors."""
     from kinema.dit.transformer import DiTConfig
-    from kinema.models import load_vae
+    from kinema.models import load_dit, load_vae
     from kinema.text.encoder import TextEncoder
     from kinema.train.distributed import init_distributed, shutdown
     from kinema.train.dit_task import DiTTask
@@ -376,6 +380,9 @@ def train_dit(
     info = init_distributed()
     output.mkdir(parents=True, exist_ok=True)
     cfg = DiTConfig(dim=dim, ffn_dim=4 * dim, heads=heads, layers=layers, prediction=prediction)
+    start = load_dit(init) if init is not None else None
+    if start is not None:
+        cfg = start.cfg
     cache = output if info.is_main else None  # one writer for the caption cache
     task = DiTTask(
         load_vae(vae).to(info.device),
@@ -385,6 +392,7 @@ def train_dit(
         pool,
         cache_dir=cache,
         reuse=reuse,
+        init=start,
     )
     tcfg = TrainConfig(
         str(output), steps=steps, minutes=minutes, lr=lr, warmup=300, seed=seed, save_every=250

@@ -47,3 +47,26 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
     # wall time carries across the resume, so --minutes and the LR schedule count the whole run
     seconds = [r["seconds"] for r in rows]
     assert seconds == sorted(seconds), seconds
+
+
+def test_dit_training_goes_on_from_given_weights(tmp_path):
+    """`train dit --init` starts from shipped weights (their config wins) and moves them."""
+    from kinema.models import MODELS, load_dit
+
+    shipped = MODELS["kinema-tiny"]
+    cmd = [sys.executable, "-m", "kinema.cli", "train", "dit", "--vae", str(shipped / "vae.safetensors"),
+           "-o", str(tmp_path / "run"), "--init", str(shipped / "dit.safetensors"), "--steps", "3",
+           "--batch-size", "1", "--pool", "16", "--dim", "32", "--layers", "1"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    before, after = (
+        load_dit(shipped / "dit.safetensors"),
+        load_dit(tmp_path / "run" / "dit.safetensors"),
+    )
+    assert after.cfg == before.cfg  # not the --dim 32 --layers 1 of the command line
+    diffs = [
+        (a - b).abs().max().item()
+        for a, b in zip(after.parameters(), before.parameters(), strict=True)
+    ]
+    assert 0 < max(diffs) < 0.05, max(diffs)

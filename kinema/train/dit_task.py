@@ -120,11 +120,13 @@ class DiTTask:
         caption_dropout: float = 0.1,
         reveal_prob: float = 0.2,
         reuse: int = 1,
+        init: DiT | None = None,
     ):
         """reuse: optimizer steps per rendered and encoded batch (each with fresh noise and
-        times); rendering and VAE encoding cost about as much as a step of the transformer."""
-        self.cfg = cfg
-        self.model = DiT(cfg)
+        times); rendering and VAE encoding cost about as much as a step of the transformer.
+        init: start from these weights (fine-tuning, or going on from shipped weights)."""
+        self.model = init.train().requires_grad_(True) if init is not None else DiT(cfg)
+        self.cfg = self.model.cfg
         self.vae = vae.eval().requires_grad_(False)
         self.batch_size = batch_size
         self.caption_dropout = caption_dropout
