@@ -155,6 +155,10 @@ class Job:
         m = row._mapping
         return cls(**{f.name: m[f.name] for f in fields(cls)})
 
+    def compute_until(self, now: float) -> float:
+        """Compute seconds of all attempts, the running one counted up to now."""
+        return self.compute_seconds + max(0.0, now - (self.attempt_started_at or now))
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -461,6 +465,13 @@ class JobStore:
             jobs.c.status == IN_PROGRESS,
         )
 
+    def _lock_held(self, conn: Connection, claim: Claim, *conditions) -> Job | None:
+        """The claimed job, row-locked, if the claim still holds (and the conditions do)."""
+        row = conn.execute(
+            select(jobs).where(self._held(claim), *conditions).with_for_update()
+        ).one_or_none()
+        return None if row is None else Job.from_row(row)
+
     def heartbeat(self, claim: Claim, progress: int | None = None) -> Beat:
         """Extend the lease (and record progress); tells whether to go on."""
         with self._write() as conn:
@@ -490,16 +501,12 @@ class JobStore:
         (lease taken over, cancelled or deleted): then nothing changes."""
         with self._write() as conn:
             now = _now(conn)
-            row = conn.execute(
-                select(jobs)
-                .where(self._held(claim), jobs.c.deleted_at.is_(None))
-                .where(jobs.c.cancel_requested.is_(False))
-                .with_for_update()
-            ).one_or_none()
-            if row is None:
+            job = self._lock_held(
+                conn, claim, jobs.c.deleted_at.is_(None), jobs.c.cancel_requested.is_(False)
+            )
+            if job is None:
                 return False
-            job = Job.from_row(row)
-            compute = job.compute_seconds + max(0.0, now - (job.attempt_started_at or now))
+            compute = job.compute_until(now)
             telemetry = {
                 "queue_seconds": (job.started_at or now) - job.created_at,
                 "time_to_first_result_seconds": now - job.created_at,
@@ -537,13 +544,10 @@ class JobStore:
         """Mark the job failed; False if the claim no longer holds."""
         with self._write() as conn:
             now = _now(conn)
-            row = conn.execute(
-                select(jobs).where(self._held(claim)).with_for_update()
-            ).one_or_none()
-            if row is None:
+            job = self._lock_held(conn, claim)
+            if job is None:
                 return False
-            job = Job.from_row(row)
-            compute = job.compute_seconds + max(0.0, now - (job.attempt_started_at or now))
+            compute = job.compute_until(now)
             self._finish(conn, now, job, FAILED, code, message, {"compute_seconds": compute})
             return True
 
@@ -551,12 +555,9 @@ class JobStore:
         """Give a job back to the queue unfinished (a worker shutting down), uncounted."""
         with self._write() as conn:
             now = _now(conn)
-            row = conn.execute(
-                select(jobs).where(self._held(claim)).with_for_update()
-            ).one_or_none()
-            if row is None:
+            job = self._lock_held(conn, claim)
+            if job is None:
                 return False
-            job = Job.from_row(row)
             if job.cancel_requested or job.deleted_at is not None:
                 self._finish(conn, now, job, FAILED, "cancelled", "cancelled", {})
                 return True
@@ -570,8 +571,7 @@ class JobStore:
                     claim_token=None,
                     lease_expires_at=None,
                     attempts=job.attempts - 1,
-                    compute_seconds=job.compute_seconds
-                    + max(0.0, now - (job.attempt_started_at or now)),
+                    compute_seconds=job.compute_until(now),
                 )  # fmt: skip
             )
             self._event(conn, now, job.id, "released", claim.worker, job.attempts)
