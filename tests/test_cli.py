@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import assert_user_error, run_kinema
 from PIL import Image
 
 from kinema.io.video import read_video
@@ -18,36 +15,11 @@ from kinema.world.detect import detect
 RED_LEFT = "a red circle moving left on a black background"
 
 
-def kinema(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run `python -m kinema.cli ARGS` in `cwd`; a fixed terminal width keeps rich's layout stable."""
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "kinema.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
-def assert_user_error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
-    """Exit 2 with one `error:` line on stderr (no traceback) that contains every needle."""
-    stderr = result.stderr.strip()
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    assert len(stderr.splitlines()) == 1, stderr
-    assert stderr.startswith("error:"), stderr
-    for needle in needles:
-        assert needle in stderr, (needle, stderr)
-    return stderr
-
-
 # ----------------------------------------------------------------------------- world render
 
 
 def test_render_writes_the_described_clip(tmp_path):
-    result = kinema(
+    result = run_kinema(
         "world", "render", RED_LEFT, "-o", "clip.mp4", "--size", "48x32", "--seconds", "1",
         "--fps", "8", cwd=tmp_path,
     )  # fmt: skip
@@ -71,7 +43,7 @@ def test_render_writes_the_described_clip(tmp_path):
 
 
 def test_render_unknown_word_is_one_line_and_writes_nothing(tmp_path):
-    result = kinema("world", "render", "a zebra moving left", "-o", "z.mp4", cwd=tmp_path)
+    result = run_kinema("world", "render", "a zebra moving left", "-o", "z.mp4", cwd=tmp_path)
     assert_user_error(result, "unknown word 'zebra'", "circle")
     assert not (tmp_path / "z.mp4").exists()
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind either
@@ -88,18 +60,20 @@ def test_render_unknown_word_is_one_line_and_writes_nothing(tmp_path):
     ids=["size-no-x", "background-colour-object", "tiny-size", "missing-dir"],
 )  # fmt: skip
 def test_render_bad_input_exits_2(tmp_path, args, needles):
-    result = kinema("world", "render", *args, cwd=tmp_path)
+    result = run_kinema("world", "render", *args, cwd=tmp_path)
     assert_user_error(result, *needles)
     assert list(tmp_path.rglob("*.*")) == []
 
 
 def test_render_zero_size_exits_2(tmp_path):
-    result = kinema("world", "render", "a red circle", "--size", "0x0", "-o", "c.mp4", cwd=tmp_path)
+    result = run_kinema(
+        "world", "render", "a red circle", "--size", "0x0", "-o", "c.mp4", cwd=tmp_path
+    )
     assert_user_error(result, "0x0")
 
 
 def test_render_negative_seconds_exits_2(tmp_path):
-    result = kinema(
+    result = run_kinema(
         "world", "render", "a red circle", "--seconds", "-1", "-o", "c.mp4", cwd=tmp_path
     )
     assert_user_error(result, "--seconds")
@@ -111,7 +85,7 @@ def test_render_negative_seconds_exits_2(tmp_path):
     ids=["missing-argument", "bad-int"],
 )
 def test_click_usage_errors_exit_2_without_traceback(tmp_path, args):
-    result = kinema(*args, cwd=tmp_path)
+    result = run_kinema(*args, cwd=tmp_path)
     assert result.returncode == 2, (result.returncode, result.stderr[-500:])
     assert "Traceback" not in result.stderr
 
@@ -121,7 +95,7 @@ def test_click_usage_errors_exit_2_without_traceback(tmp_path, args):
 
 def test_sample_writes_clips_captions_and_sheet_deterministically(tmp_path):
     args = ("world", "sample", "--n", "2", "--size", "32x32", "--frames", "5")
-    first = kinema(*args, "-o", "out", cwd=tmp_path)
+    first = run_kinema(*args, "-o", "out", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     out = tmp_path / "out"
     mp4s = sorted(p.name for p in out.glob("*.mp4"))
@@ -143,7 +117,7 @@ def test_sample_writes_clips_captions_and_sheet_deterministically(tmp_path):
     assert fps == pytest.approx(8)
     assert metadata["prompt"] == prompts[mp4s[0]]
 
-    second = kinema(*args, "-o", "again", cwd=tmp_path)
+    second = run_kinema(*args, "-o", "again", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert json.loads((tmp_path / "again" / "prompts.json").read_text()) == prompts
     again, _, _ = read_video(tmp_path / "again" / mp4s[0])
@@ -151,12 +125,12 @@ def test_sample_writes_clips_captions_and_sheet_deterministically(tmp_path):
 
 
 def test_sample_bad_count_exits_2(tmp_path):
-    assert_user_error(kinema("world", "sample", "--n", "0", "-o", "s", cwd=tmp_path), "--n")
+    assert_user_error(run_kinema("world", "sample", "--n", "0", "-o", "s", cwd=tmp_path), "--n")
     assert not (tmp_path / "s").exists()
 
 
 def test_vocab_lists_synonyms(tmp_path):
-    result = kinema("world", "vocab", cwd=tmp_path)
+    result = run_kinema("world", "vocab", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for word in ("crimson", "checkered", "circle", "pillar"):
         assert word in result.stdout, word
@@ -166,7 +140,7 @@ def test_vocab_lists_synonyms(tmp_path):
 
 
 def test_bench_quick_separates_reference_generators(tmp_path):
-    result = kinema("bench", "shapes", "--quick", "-o", "rep", cwd=tmp_path)
+    result = run_kinema("bench", "shapes", "--quick", "-o", "rep", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rep = tmp_path / "rep"
     results = json.loads((rep / "results.json").read_text())
@@ -182,12 +156,12 @@ def test_bench_quick_separates_reference_generators(tmp_path):
 
 
 def test_bench_judges_a_folder_of_videos(tmp_path):
-    sample = kinema(
+    sample = run_kinema(
         "world", "sample", "--n", "3", "-o", "vids", "--size", "64x64", "--frames", "17",
         cwd=tmp_path,
     )  # fmt: skip
     assert sample.returncode == 0, sample.stderr
-    result = kinema("bench", "shapes", "--videos", "vids", "-o", "rep2", cwd=tmp_path)
+    result = run_kinema("bench", "shapes", "--videos", "vids", "-o", "rep2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     results = json.loads((tmp_path / "rep2" / "results.json").read_text())
     assert set(results["summaries"]) == {"videos"}  # no generator runs unless asked for
@@ -214,6 +188,6 @@ def test_bench_judges_a_folder_of_videos(tmp_path):
     ids=["missing-folder", "zero-seeds", "unknown-generator"],
 )
 def test_bench_bad_input_exits_2(tmp_path, args, needles):
-    result = kinema("bench", "shapes", *args, "-o", "rep", cwd=tmp_path)
+    result = run_kinema("bench", "shapes", *args, "-o", "rep", cwd=tmp_path)
     assert_user_error(result, *needles)
     assert not (tmp_path / "rep").exists()

@@ -1,12 +1,10 @@
 """The shipped default model through the Python API and `kinema generate` (few steps, so fast)."""
 
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_helpers import run_kinema
 
 import kinema
 from kinema.checkpoint import CheckpointError
@@ -44,19 +42,8 @@ def test_same_seed_same_video_and_other_sizes(pipe):
     assert wide.frames.shape == (5, 64, 96, 3)
 
 
-def run_cli(*args, cwd):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "kinema.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-
-
 def test_cli_generate(tmp_path):
-    result = run_cli(
+    result = run_kinema(
         "generate", PROMPT, "-o", "out.mp4", "--steps", "2", "--seconds", "1", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-1500:]
@@ -78,7 +65,7 @@ def test_cli_generate(tmp_path):
     ],
 )
 def test_cli_generate_bad_input(tmp_path, args, message):
-    result = run_cli("generate", *args, cwd=tmp_path)
+    result = run_kinema("generate", *args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-1500:]
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not list(tmp_path.iterdir())  # nothing half-written
@@ -94,6 +81,6 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path):
     shutil.copy(MODELS["kinema-tiny"] / "vae.safetensors", folder / "dit.safetensors")
     with pytest.raises(CheckpointError, match="expected 'kinema-dit'"):
         kinema.load(folder)
-    result = run_cli("generate", PROMPT, "--model", str(folder), "-o", "x.mp4", cwd=tmp_path)
+    result = run_kinema("generate", PROMPT, "--model", str(folder), "-o", "x.mp4", cwd=tmp_path)
     assert result.returncode == 2 and "kinema-dit" in result.stderr
     assert not (tmp_path / "x.mp4").exists()
