@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from kinema.models import DEFAULT_MODEL, load_dit, load_vae, resolve_model
-from kinema.pipeline.text_to_video import GenerationSettings, TextToVideo
+from kinema.pipeline.text_to_video import GenerationSettings, TextToVideo, sampler_overrides
 from kinema.text.encoder import TextEncoder
 
 
@@ -73,8 +73,7 @@ class Pipeline:
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
     ) -> Video:
         """Sampler settings left as None take GenerationSettings' defaults."""
-        sampler = {k: v for k, v in (("steps", steps), ("guidance", guidance), ("solver", solver),
-                                     ("shift", shift)) if v is not None}  # fmt: skip
+        sampler = sampler_overrides(steps, guidance, solver, shift)
         common = dict(width=width, height=height, negative_prompt=negative_prompt, seed=seed,
                       **sampler)  # fmt: skip
         if num_frames is not None:

@@ -82,7 +82,12 @@ def generate(
 
     start = time.perf_counter()
     from kinema.api import Pipeline, load
-    from kinema.pipeline.text_to_video import GenerationSettings, check_prompt, check_settings
+    from kinema.pipeline.text_to_video import (
+        GenerationSettings,
+        check_prompt,
+        check_settings,
+        sampler_overrides,
+    )
 
     width, height = parse_size(size)
     check_prompt(prompt)
@@ -91,8 +96,7 @@ def generate(
     if not output.parent.is_dir():
         raise UsageError(f"the folder {output.parent} does not exist")
     pipe: Pipeline = load(model)
-    sampler = {k: v for k, v in (("steps", steps), ("guidance", guidance), ("solver", solver),
-                                 ("shift", shift)) if v is not None}  # fmt: skip
+    sampler = sampler_overrides(steps, guidance, solver, shift)
     settings = GenerationSettings.from_seconds(
         seconds, fps, width=width, height=height, negative_prompt=negative, seed=seed, **sampler
     )
@@ -246,6 +250,7 @@ def bench_shapes(
     from kinema.eval.generators import folder_clips, get_generator
     from kinema.eval.report import comparison_rows, write_report
     from kinema.eval.shapesbench import BenchSettings, ClipResult, load_suite, run_bench, score_clip
+    from kinema.pipeline.text_to_video import sampler_overrides
 
     if seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {seeds}")
@@ -267,16 +272,7 @@ def bench_shapes(
                 progress.advance(task)
         names = generator or ([] if videos is not None else ["groundtruth", "independent-frames"])
         suite = load_suite(quick)
-        overrides = {
-            k: v
-            for k, v in (
-                ("steps", steps),
-                ("guidance", guidance),
-                ("shift", shift),
-                ("solver", solver),
-            )
-            if v is not None
-        }
+        overrides = sampler_overrides(steps, guidance, solver, shift)
         for name in names:
             gen = get_generator(name, **overrides)
             task = progress.add_task(name, total=len(suite) * seeds)
@@ -299,19 +295,26 @@ def bench_shapes(
 # ----------------------------------------------------------------------------- train
 
 
+# options both training commands take
+RunFolder = Annotated[
+    Path, typer.Option("-o", "--output", help="run folder (resumes if it has state.pt)")
+]
+Steps = Annotated[int, typer.Option(help="optimizer steps")]
+Minutes = Annotated[float | None, typer.Option(help="stop (and save) after this much wall time")]
+BatchSize = Annotated[int, typer.Option(help="clips per step per process")]
+LearningRate = Annotated[float, typer.Option(help="peak learning rate")]
+Seed = Annotated[int, typer.Option(help="random seed")]
+
+
 @train_app.command("vae")
 def train_vae(
-    output: Annotated[
-        Path, typer.Option("-o", "--output", help="run folder (resumes if it has state.pt)")
-    ] = Path("runs/vae"),
-    steps: Annotated[int, typer.Option(help="optimizer steps")] = 4000,
-    minutes: Annotated[
-        float | None, typer.Option(help="stop (and save) after this much wall time")
-    ] = None,
-    batch_size: Annotated[int, typer.Option(help="clips per step per process")] = 6,
+    output: RunFolder = Path("runs/vae"),
+    steps: Steps = 4000,
+    minutes: Minutes = None,
+    batch_size: BatchSize = 6,
     crop: Annotated[int, typer.Option(help="random crop side in pixels (multiple of 4)")] = 32,
-    lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-3,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    lr: LearningRate = 1e-3,
+    seed: Seed = 0,
     log_every: Annotated[int, typer.Option(help="log a row every N steps")] = 10,
     init: Annotated[Path | None, typer.Option(help="start from these VAE weights")] = None,
     decoder_only: Annotated[
@@ -346,21 +349,17 @@ def train_vae(
 @train_app.command("dit")
 def train_dit(
     vae: Annotated[Path, typer.Option(help="trained VAE weights (vae.safetensors)")],
-    output: Annotated[
-        Path, typer.Option("-o", "--output", help="run folder (resumes if it has state.pt)")
-    ] = Path("runs/dit"),
-    steps: Annotated[int, typer.Option(help="optimizer steps")] = 6000,
-    minutes: Annotated[
-        float | None, typer.Option(help="stop (and save) after this much wall time")
-    ] = None,
-    batch_size: Annotated[int, typer.Option(help="clips per step per process")] = 8,
+    output: RunFolder = Path("runs/dit"),
+    steps: Steps = 6000,
+    minutes: Minutes = None,
+    batch_size: BatchSize = 8,
     dim: Annotated[int, typer.Option(help="transformer width")] = 256,
     layers: Annotated[int, typer.Option(help="transformer blocks")] = 8,
     heads: Annotated[int, typer.Option(help="attention heads")] = 4,
     prediction: Annotated[str, typer.Option(help="network output: v or x0")] = "v",
     pool: Annotated[int, typer.Option(help="captions in the pre-encoded pool")] = 6000,
-    lr: Annotated[float, typer.Option(help="peak learning rate")] = 5e-4,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    lr: LearningRate = 5e-4,
+    seed: Seed = 0,
     reuse: Annotated[
         int, typer.Option(help="optimizer steps per rendered batch (fresh noise each)")
     ] = 1,

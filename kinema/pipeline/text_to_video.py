@@ -51,6 +51,17 @@ class GenerationSettings:
         return cls(num_frames=1 + 4 * round(seconds * fps / 4), fps=fps, **kw)
 
 
+def sampler_overrides(
+    steps: int | None = None,
+    guidance: float | None = None,
+    solver: str | None = None,
+    shift: float | None = None,
+) -> dict:
+    """The sampler settings a caller gave; the ones left as None keep the defaults above."""
+    given = dict(steps=steps, guidance=guidance, solver=solver, shift=shift)
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _nearest(value: int, step: int) -> str:
     lo = max(value // step * step, step)
     return f"{lo} or {lo + step}" if lo != value else str(value)
