@@ -60,10 +60,16 @@ def read_weights(path: str | Path, kind: str) -> tuple[dict[str, torch.Tensor], 
     return tensors, json.loads(meta["config"])
 
 
-def load_into(module: nn.Module, tensors: dict[str, torch.Tensor], path: str | Path) -> nn.Module:
-    """Load tensors into module (casting to its dtype); a mismatch is one clear error."""
+def load_into(
+    module: nn.Module,
+    tensors: dict[str, torch.Tensor],
+    path: str | Path,
+    may_lack: tuple[str, ...] = (),
+) -> nn.Module:
+    """Load tensors into module (casting to its dtype); a mismatch is one clear error.
+    may_lack: key prefixes the file may lack (new parts of a model that keep their init)."""
     own = module.state_dict()
-    missing = sorted(set(own) - set(tensors))
+    missing = sorted(k for k in set(own) - set(tensors) if not k.startswith(may_lack))
     extra = sorted(set(tensors) - set(own))
     wrong = [k for k in own if k in tensors and own[k].shape != tensors[k].shape]
     if missing or extra or wrong:
@@ -73,5 +79,5 @@ def load_into(module: nn.Module, tensors: dict[str, torch.Tensor], path: str | P
             or f"shape of {wrong[:3]}"
         )
         raise CheckpointError(f"{path} does not match the model's architecture: {detail}")
-    module.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()})
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()}, strict=False)
     return module

@@ -367,6 +367,9 @@ def train_dit(
         Path | None,
         typer.Option(help="start from these DiT weights (their config wins over --dim etc.)"),
     ] = None,
+    motion: Annotated[
+        bool, typer.Option(help="motion-strength input (added to --init weights that lack it)")
+    ] = True,
 ) -> None:
     """Train the diffusion transformer on VAE latents of world clips. Writes dit.safetensors."""
     from kinema.dit.transformer import DiTConfig
@@ -378,8 +381,9 @@ def train_dit(
 
     info = init_distributed()
     output.mkdir(parents=True, exist_ok=True)
-    cfg = DiTConfig(dim=dim, ffn_dim=4 * dim, heads=heads, layers=layers, prediction=prediction)
-    start = load_dit(init) if init is not None else None
+    cfg = DiTConfig(dim=dim, ffn_dim=4 * dim, heads=heads, layers=layers, prediction=prediction,
+                    motion_conditioning=motion)  # fmt: skip
+    start = load_dit(init, add_motion_conditioning=motion) if init is not None else None
     if start is not None:
         cfg = start.cfg
     cache = output if info.is_main else None  # one writer for the caption cache

@@ -50,7 +50,10 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
 
 
 def test_dit_training_goes_on_from_given_weights(tmp_path):
-    """`train dit --init` starts from shipped weights (their config wins) and moves them."""
+    """`train dit --init` starts from shipped weights (their config wins, plus the motion input
+    when they lack it) and moves them."""
+    import dataclasses
+
     from kinema.models import MODELS, load_dit
 
     shipped = MODELS["kinema-tiny"]
@@ -64,9 +67,9 @@ def test_dit_training_goes_on_from_given_weights(tmp_path):
         load_dit(shipped / "dit.safetensors"),
         load_dit(tmp_path / "run" / "dit.safetensors"),
     )
-    assert after.cfg == before.cfg  # not the --dim 32 --layers 1 of the command line
-    diffs = [
-        (a - b).abs().max().item()
-        for a, b in zip(after.parameters(), before.parameters(), strict=True)
-    ]
+    # not the --dim 32 --layers 1 of the command line
+    assert after.cfg == dataclasses.replace(before.cfg, motion_conditioning=True)
+    old, new = before.state_dict(), after.state_dict()
+    diffs = [(new[k] - v).abs().max().item() for k, v in old.items()]
     assert 0 < max(diffs) < 0.05, max(diffs)
+    assert set(new) - set(old) == {k for k in new if k.startswith("motion_embedding.")} != set()

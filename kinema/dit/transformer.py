@@ -15,7 +15,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from kinema.dit.layers import DiTBlock, Head, init_linear, timestep_features
+from kinema.dit.layers import DiTBlock, Head, init_linear, sinusoidal_embedding, timestep_features
 from kinema.dit.rope import rope_tables
 
 
@@ -34,6 +34,8 @@ class DiTConfig:
     cross_attn_norm: bool = True
     eps: float = 1e-6
     prediction: str = "v"  # what the network outputs: "v" (eps - x0) or "x0"
+    # micro-conditioning on motion strength 0..255 (SVD's motion bucket); off for Wan checkpoints
+    motion_conditioning: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "patch", tuple(self.patch))
@@ -58,6 +60,10 @@ class DiT(nn.Module):
             nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim)
         )
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        if cfg.motion_conditioning:
+            self.motion_embedding = nn.Sequential(
+                nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim)
+            )
         self.blocks = nn.ModuleList(
             DiTBlock(dim, cfg.ffn_dim, cfg.heads, cfg.qk_norm, cfg.cross_attn_norm, cfg.eps)
             for _ in range(cfg.layers)
@@ -79,6 +85,11 @@ class DiT(nn.Module):
         nn.init.zeros_(self.time_projection[1].bias)
         nn.init.zeros_(self.head.head.weight)
         nn.init.zeros_(self.head.head.bias)
+        if self.cfg.motion_conditioning:
+            # zero output: adding motion to trained weights changes nothing until it is learned
+            nn.init.normal_(self.motion_embedding[0].weight, std=0.02)
+            nn.init.zeros_(self.motion_embedding[2].weight)
+            nn.init.zeros_(self.motion_embedding[2].bias)
 
     def grid(self, latent_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         """Patch grid (F', H', W') for latents (F, H, W); raises if they do not divide."""
@@ -91,18 +102,27 @@ class DiT(nn.Module):
             out.append(size // p)
         return tuple(out)
 
+    def embed_motion(self, motion: torch.Tensor) -> torch.Tensor:
+        """(B,) motion 0..255 -> (B, dim) added to the time embedding; NaN (unknown) -> 0."""
+        known = ~torch.isnan(motion)
+        # features at the same 0..1000 scale as the timestep: 255 -> 1000
+        feats = sinusoidal_embedding(torch.nan_to_num(motion) * (1000.0 / 255.0), self.cfg.freq_dim)
+        return self.motion_embedding(feats.to(self.time_embedding[0].weight.dtype)) * known[:, None]
+
     def forward(
         self,
         x: torch.Tensor,
         t: torch.Tensor,
         context: torch.Tensor,
         context_mask: torch.Tensor | None = None,
+        motion: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
         Args:
             x: (B, C, F, H, W) latents at flow time t.
             t: (B,) one time per clip, or (B, F) one per latent frame, in [0, 1].
             context: (B, Lt, text_dim) text token states; context_mask: (B, Lt) bool.
+            motion: (B,) motion strength 0..255, NaN where not given; None: not given at all.
         Returns:
             (B, C_out, F, H, W): the prediction named by cfg.prediction.
         """
@@ -117,6 +137,8 @@ class DiT(nn.Module):
         else:
             t = t[:, :: self.cfg.patch[0]]
         e = self.time_embedding(timestep_features(t, self.cfg.freq_dim))  # (B, F', dim)
+        if motion is not None and self.cfg.motion_conditioning:
+            e = e + self.embed_motion(motion.to(x.device))[:, None]
         e0 = self.time_projection(e).unflatten(-1, (6, self.cfg.dim))  # (B, F', 6, dim)
         context = self.text_embedding(context)
         rope = rope_tables(self.cfg.dim // self.cfg.heads, grid, device=x.device)

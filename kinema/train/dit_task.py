@@ -25,6 +25,7 @@ from kinema.train.distributed import DistInfo
 from kinema.vae.causal_vae import CausalVAE
 from kinema.world.captions import canonical_caption, caption
 from kinema.world.dataset import Bucket, to_tensor
+from kinema.world.motion import motion_strength
 from kinema.world.render import render
 from kinema.world.sampler import place, random_scene
 from kinema.world.spec import Scene
@@ -46,6 +47,8 @@ class DiTBatch:
     context: torch.Tensor  # (B, L, D)
     mask: torch.Tensor  # (B, L) bool
     known: torch.Tensor  # (B, F) bool: revealed frames
+    known_t: torch.Tensor  # (B,) flow time of the revealed frames (noise augmentation), often 0
+    motion: torch.Tensor  # (B,) motion strength 0..255 from the ground truth, NaN when dropped
 
 
 class CaptionPool:
@@ -118,7 +121,9 @@ class DiTTask:
         pool_size: int = 6000,
         cache_dir: Path | None = None,
         caption_dropout: float = 0.1,
-        reveal_prob: float = 0.2,
+        reveal_prob: float = 0.3,
+        motion_dropout: float = 0.1,
+        max_known_noise: float = 0.2,
         reuse: int = 1,
         init: DiT | None = None,
     ):
@@ -131,6 +136,8 @@ class DiTTask:
         self.batch_size = batch_size
         self.caption_dropout = caption_dropout
         self.reveal_prob = reveal_prob
+        self.motion_dropout = motion_dropout
+        self.max_known_noise = max_known_noise
         self.reuse = reuse
         cache = cache_dir / f"captions_{pool_size}.pt" if cache_dir is not None else None
         self.pool = CaptionPool(encoder, pool_size, seed=1234, cache=cache)
@@ -156,7 +163,7 @@ class DiTTask:
                 else max(1, self.batch_size * 5 // latent_frames)
             )
             idx = rng.integers(len(self.pool), size=n)
-            clips, states = [], []
+            clips, states, motion = [], [], []
             for i in idx:
                 scene = place(
                     self.pool.scenes[i],
@@ -171,6 +178,8 @@ class DiTTask:
                         render(scene, bucket.width, bucket.height, bucket.num_frames, bucket.fps)
                     )
                 )
+                strength = motion_strength(scene, bucket.duration, bucket.width, bucket.height)
+                motion.append(float("nan") if rng.random() < self.motion_dropout else strength)
                 drop = rng.random() < self.caption_dropout
                 states.append(self.pool.empty if drop else self.pool.states[i])
             latents = self._encode(torch.stack(clips).to(info.device)).clone()
@@ -184,8 +193,15 @@ class DiTTask:
                     for _ in idx
                 ]
             )
+            # half the revealed clips get noisier known frames, so users can loosen an image's hold
+            known_t = rng.uniform(0, self.max_known_noise, size=n) * (rng.random(n) < 0.5)
             batch = DiTBatch(
-                latents, context.to(info.device), mask.to(info.device), known.to(info.device)
+                latents,
+                context.to(info.device),
+                mask.to(info.device),
+                known.to(info.device),
+                torch.tensor(known_t, dtype=torch.float32, device=info.device),
+                torch.tensor(motion, dtype=torch.float32, device=info.device),
             )
             for _ in range(self.reuse):
                 yield batch
@@ -195,11 +211,12 @@ class DiTTask:
         b, _, f = x0.shape[:3]
         # logit-normal times (SD3): most weight on the middle of the path
         t = torch.sigmoid(torch.randn(b, device=x0.device))[:, None].expand(b, f)
-        t = t.masked_fill(batch.known, 0.0)
+        t = torch.where(batch.known, batch.known_t[:, None], t)
         noise = torch.randn_like(x0)
         tt = t[:, None, :, None, None]
         xt = (1 - tt) * x0 + tt * noise
-        out = model(xt, t, batch.context, batch.mask)
+        motion = batch.motion if self.cfg.motion_conditioning else None
+        out = model(xt, t, batch.context, batch.mask, motion)
         target = noise - x0 if self.cfg.prediction == "v" else x0
         per_frame = F.mse_loss(out, target, reduction="none").mean(dim=(1, 3, 4))  # (B, F)
         weight = (~batch.known).float()

@@ -110,3 +110,19 @@ def scene_tracks(scene: Scene, times: np.ndarray, width: int, height: int) -> np
     tracks = np.stack([object_track(o, times, width, height) for o in scene.objects])
     tracks[..., 0] -= offset
     return tracks
+
+
+MOTION_FULL_SCALE = 0.3  # frame fractions per second that map to motion strength 255
+
+
+def motion_strength(scene: Scene, duration: float, width: int = 64, height: int = 64) -> float:
+    """How much the clip moves, 0..255 (like SVD's motion bucket), from the ground truth: the mean
+    over objects of on-screen centre speed plus radius change, in frame fractions per second."""
+    if duration <= 0 or not scene.objects:
+        return 0.0
+    times = np.linspace(0.0, duration, 17)
+    tracks = scene_tracks(scene, times, width, height)  # (N, T, 3)
+    step = np.diff(tracks, axis=1)
+    path = np.hypot(step[..., 0], step[..., 1]) + np.abs(step[..., 2])
+    speed = float(path.sum(axis=1).mean()) / duration
+    return float(np.clip(255.0 * speed / MOTION_FULL_SCALE, 0.0, 255.0))
