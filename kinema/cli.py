@@ -117,6 +117,59 @@ def generate(
     )
 
 
+@app.command("shots")
+def shots(
+    shot_list: Annotated[
+        Path | None, typer.Argument(help="shot list (.yaml or .json): a scene bible and shots")
+    ] = None,
+    prompt: Annotated[
+        str | None, typer.Option(help="instead of a file: one prompt the planner splits into shots")
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="MP4, GIF or WebM to write")
+    ] = Path("shots.mp4"),
+    seconds: Annotated[float, typer.Option(help="seconds per planned shot (with --prompt)")] = 2.0,
+    steps: Annotated[int | None, typer.Option(help="sampler steps [default: model's]")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the first shot; shot i gets seed + i")] = 0,
+    model: Annotated[str, typer.Option(help="model name or folder")] = "kinema-tiny",
+    sheet: Annotated[bool, typer.Option(help="also write OUTPUT_sheet.png, a row per shot")] = False,
+) -> None:
+    """Generate several shots with one scene bible and cut them together."""
+    from kinema.api import load
+    from kinema.io.images import contact_sheet, save_png
+    from kinema.pipeline.shots import (
+        generate_shots, load_shot_list, plan_shots, shot_clips, shot_prompt, shot_seed,
+    )  # fmt: skip
+
+    if (shot_list is None) == (prompt is None):
+        raise UsageError("give either a shot list file or --prompt, not both and not neither")
+    if output.suffix.lower() not in (".mp4", ".gif", ".webm"):
+        raise UsageError(f"output must end in .mp4, .gif or .webm, got {output.name!r}")
+    if not output.parent.is_dir():
+        raise UsageError(f"the folder {output.parent} does not exist")
+    plan = load_shot_list(shot_list) if shot_list is not None else plan_shots(prompt, seconds)
+    table = Table("shot", "seconds", "seed", "prompt", title=f"{len(plan.shots)} shots")
+    for i, shot in enumerate(plan.shots):
+        table.add_row(shot.name, f"{shot.seconds:g}", str(shot_seed(shot, i, seed)),
+                      shot_prompt(plan.bible, shot))  # fmt: skip
+    console.print(table)
+    pipe = load(model)
+    with _progress() as progress:
+        task = progress.add_task("shots", total=len(plan.shots))
+        video = generate_shots(pipe, plan, seed, lambda done, _: progress.update(task, completed=done),
+                               steps=steps)  # fmt: skip
+    labels = [f"{s['name']}: {s['prompt']}" for s in video.metadata["shots"]]
+    image = contact_sheet(shot_clips(video), labels) if sheet else None
+    video.save(output)
+    written = [str(output)]
+    if image is not None:
+        written.append(str(save_png(output.with_name(output.stem + "_sheet.png"), image)))
+    console.print(
+        f"wrote {' and '.join(written)}: {len(plan.shots)} shots, {len(video.frames)} frames "
+        f"{plan.size[0]}x{plan.size[1]} at {plan.fps:g} fps ({video.seconds:.2f} s)"
+    )
+
+
 # ----------------------------------------------------------------------------- world
 
 
@@ -367,8 +420,9 @@ def train_dit(
         Path | None,
         typer.Option(help="start from these DiT weights (their config wins over --dim etc.)"),
     ] = None,
-    motion: Annotated[
-        bool, typer.Option(help="motion-strength input (added to --init weights that lack it)")
+    micro: Annotated[
+        bool,
+        typer.Option(help="motion-strength and fps inputs (added to --init weights that lack them)"),
     ] = True,
 ) -> None:
     """Train the diffusion transformer on VAE latents of world clips. Writes dit.safetensors."""
@@ -382,8 +436,8 @@ def train_dit(
     info = init_distributed()
     output.mkdir(parents=True, exist_ok=True)
     cfg = DiTConfig(dim=dim, ffn_dim=4 * dim, heads=heads, layers=layers, prediction=prediction,
-                    motion_conditioning=motion)  # fmt: skip
-    start = load_dit(init, add_motion_conditioning=motion) if init is not None else None
+                    micro_conditioning=micro)  # fmt: skip
+    start = load_dit(init, add_micro_conditioning=micro) if init is not None else None
     if start is not None:
         cfg = start.cfg
     cache = output if info.is_main else None  # one writer for the caption cache

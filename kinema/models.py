@@ -37,15 +37,15 @@ def load_vae(path: str | Path) -> CausalVAE:
     return load_into(CausalVAE(cfg), tensors, path).eval()
 
 
-def load_dit(path: str | Path, add_motion_conditioning: bool = False) -> DiT:
-    """add_motion_conditioning: give a checkpoint without it a fresh (zero-output) motion input,
-    to fine-tune it in."""
+def load_dit(path: str | Path, add_micro_conditioning: bool = False) -> DiT:
+    """add_micro_conditioning: give a checkpoint without them fresh (zero-output) motion and fps
+    inputs, to fine-tune them in."""
     tensors, config = read_weights(path, "kinema-dit")
-    if add_motion_conditioning:
-        config = {**config, "motion_conditioning": True}
+    if add_micro_conditioning:
+        config = {**config, "micro_conditioning": True}
     try:
         cfg = DiTConfig(**config)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path} has a config this version cannot read: {e}") from None
-    may_lack = ("motion_embedding.",) if add_motion_conditioning else ()
+    may_lack = ("motion_embedding.", "fps_embedding.") if add_micro_conditioning else ()
     return load_into(DiT(cfg), tensors, path, may_lack).eval()

@@ -50,7 +50,7 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
 
 
 def test_dit_training_goes_on_from_given_weights(tmp_path):
-    """`train dit --init` starts from shipped weights (their config wins, plus the motion input
+    """`train dit --init` starts from shipped weights (their config wins, plus the motion and fps inputs
     when they lack it) and moves them."""
     import dataclasses
 
@@ -68,8 +68,8 @@ def test_dit_training_goes_on_from_given_weights(tmp_path):
         load_dit(tmp_path / "run" / "dit.safetensors"),
     )
     # not the --dim 32 --layers 1 of the command line
-    assert after.cfg == dataclasses.replace(before.cfg, motion_conditioning=True)
+    assert after.cfg == dataclasses.replace(before.cfg, micro_conditioning=True)
     old, new = before.state_dict(), after.state_dict()
     diffs = [(new[k] - v).abs().max().item() for k, v in old.items()]
     assert 0 < max(diffs) < 0.05, max(diffs)
-    assert set(new) - set(old) == {k for k in new if k.startswith("motion_embedding.")} != set()
+    assert set(new) - set(old) == {k for k in new if k.startswith(("motion_embedding.", "fps_embedding."))} != set()

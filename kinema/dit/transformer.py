@@ -34,8 +34,8 @@ class DiTConfig:
     cross_attn_norm: bool = True
     eps: float = 1e-6
     prediction: str = "v"  # what the network outputs: "v" (eps - x0) or "x0"
-    # micro-conditioning on motion strength 0..255 (SVD's motion bucket); off for Wan checkpoints
-    motion_conditioning: bool = False
+    # micro-conditioning (as in SVD) on motion strength 0..255 and frame rate; off for Wan
+    micro_conditioning: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "patch", tuple(self.patch))
@@ -60,8 +60,11 @@ class DiT(nn.Module):
             nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim)
         )
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
-        if cfg.motion_conditioning:
+        if cfg.micro_conditioning:
             self.motion_embedding = nn.Sequential(
+                nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim)
+            )
+            self.fps_embedding = nn.Sequential(
                 nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim)
             )
         self.blocks = nn.ModuleList(
@@ -85,11 +88,12 @@ class DiT(nn.Module):
         nn.init.zeros_(self.time_projection[1].bias)
         nn.init.zeros_(self.head.head.weight)
         nn.init.zeros_(self.head.head.bias)
-        if self.cfg.motion_conditioning:
-            # zero output: adding motion to trained weights changes nothing until it is learned
-            nn.init.normal_(self.motion_embedding[0].weight, std=0.02)
-            nn.init.zeros_(self.motion_embedding[2].weight)
-            nn.init.zeros_(self.motion_embedding[2].bias)
+        if self.cfg.micro_conditioning:
+            # zero output: adding these to trained weights changes nothing until they are learned
+            for seq in (self.motion_embedding, self.fps_embedding):
+                nn.init.normal_(seq[0].weight, std=0.02)
+                nn.init.zeros_(seq[2].weight)
+                nn.init.zeros_(seq[2].bias)
 
     def grid(self, latent_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         """Patch grid (F', H', W') for latents (F, H, W); raises if they do not divide."""
@@ -102,12 +106,26 @@ class DiT(nn.Module):
             out.append(size // p)
         return tuple(out)
 
-    def embed_motion(self, motion: torch.Tensor) -> torch.Tensor:
-        """(B,) motion 0..255 -> (B, dim) added to the time embedding; NaN (unknown) -> 0."""
-        known = ~torch.isnan(motion)
-        # features at the same 0..1000 scale as the timestep: 255 -> 1000
-        feats = sinusoidal_embedding(torch.nan_to_num(motion) * (1000.0 / 255.0), self.cfg.freq_dim)
-        return self.motion_embedding(feats.to(self.time_embedding[0].weight.dtype)) * known[:, None]
+    def _embed(self, embedding: nn.Module, value: torch.Tensor, full_scale: float) -> torch.Tensor:
+        """(B,) values -> (B, dim); NaN (not given) -> 0. Features at the timestep's 0..1000
+        scale, full_scale -> 1000."""
+        given = ~torch.isnan(value)
+        feats = sinusoidal_embedding(
+            torch.nan_to_num(value) * (1000.0 / full_scale), self.cfg.freq_dim
+        )
+        return embedding(feats.to(self.time_embedding[0].weight.dtype)) * given[:, None]
+
+    def embed_micro(
+        self, motion: torch.Tensor | None, fps: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """Motion strength (B,) 0..255 and frame rate (B,) -> (B, dim) added to the time embedding."""
+        out = None
+        if motion is not None:
+            out = self._embed(self.motion_embedding, motion, 255.0)
+        if fps is not None:
+            e = self._embed(self.fps_embedding, fps, 30.0)
+            out = e if out is None else out + e
+        return out
 
     def forward(
         self,
@@ -116,6 +134,7 @@ class DiT(nn.Module):
         context: torch.Tensor,
         context_mask: torch.Tensor | None = None,
         motion: torch.Tensor | None = None,
+        fps: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
         Args:
@@ -123,6 +142,7 @@ class DiT(nn.Module):
             t: (B,) one time per clip, or (B, F) one per latent frame, in [0, 1].
             context: (B, Lt, text_dim) text token states; context_mask: (B, Lt) bool.
             motion: (B,) motion strength 0..255, NaN where not given; None: not given at all.
+            fps: (B,) frames per second of the clip, same convention.
         Returns:
             (B, C_out, F, H, W): the prediction named by cfg.prediction.
         """
@@ -137,8 +157,13 @@ class DiT(nn.Module):
         else:
             t = t[:, :: self.cfg.patch[0]]
         e = self.time_embedding(timestep_features(t, self.cfg.freq_dim))  # (B, F', dim)
-        if motion is not None and self.cfg.motion_conditioning:
-            e = e + self.embed_motion(motion.to(x.device))[:, None]
+        if self.cfg.micro_conditioning:
+            micro = self.embed_micro(
+                None if motion is None else motion.to(x.device),
+                None if fps is None else fps.to(x.device),
+            )
+            if micro is not None:
+                e = e + micro[:, None]
         e0 = self.time_projection(e).unflatten(-1, (6, self.cfg.dim))  # (B, F', 6, dim)
         context = self.text_embedding(context)
         rope = rope_tables(self.cfg.dim // self.cfg.heads, grid, device=x.device)

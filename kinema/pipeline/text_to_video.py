@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from kinema.dit.transformer import DiT
+from kinema.pipeline.conditioning import FrameConditions, known_frames
 from kinema.sampling.guidance import KnownFrames, TextCondition, guided_velocity
 from kinema.sampling.schedules import flow_times
 from kinema.sampling.solvers import SOLVERS
@@ -42,6 +43,8 @@ class GenerationSettings:
     solver: str = "euler"
     negative_prompt: str = ""
     seed: int = 0
+    motion: float | None = None  # motion strength 0..255; None lets the model choose
+    image_noise: float = 0.0  # flow time of given frames: 0 holds them exactly, more loosens
 
     @classmethod
     def from_seconds(cls, seconds: float, fps: float = 8.0, **kw) -> GenerationSettings:
@@ -89,6 +92,12 @@ def check_settings(s: GenerationSettings, vae: CausalVAE, dit: DiT) -> None:
         problems.append(f"shift must be 0.1..20, got {s.shift}")
     if not s.fps > 0:
         problems.append(f"fps must be positive, got {s.fps}")
+    if s.motion is not None and not 0 <= s.motion <= 255:
+        problems.append(f"motion must be 0..255, got {s.motion}")
+    if s.motion is not None and not dit.cfg.micro_conditioning:
+        problems.append("this model has no motion input; leave motion unset")
+    if not 0 <= s.image_noise <= 0.5:
+        problems.append(f"image noise must be 0..0.5, got {s.image_noise}")
     if s.solver not in SOLVERS:
         problems.append(f"unknown solver {s.solver!r}; known: {', '.join(SOLVERS)}")
     if problems:
@@ -150,10 +159,12 @@ class TextToVideo:
         known: KnownFrames | None = None,
     ) -> torch.Tensor:
         velocity = guided_velocity(
-            self.dit, self.dit.cfg.prediction, cond, uncond, s.guidance, known
-        )
+            self.dit, self.dit.cfg.prediction, cond, uncond, s.guidance, known,
+            s.motion, s.fps if self.dit.cfg.micro_conditioning else None,
+        )  # fmt: skip
         x = known.apply(noise) if known is not None else noise
-        return SOLVERS[s.solver](velocity, x, flow_times(s.steps, s.shift), callback)
+        x = SOLVERS[s.solver](velocity, x, flow_times(s.steps, s.shift), callback)
+        return known.restore(x) if known is not None else x
 
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
@@ -168,15 +179,24 @@ class TextToVideo:
         prompt: str,
         settings: GenerationSettings = GenerationSettings(),
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
+        conditions: FrameConditions | None = None,
     ) -> tuple[np.ndarray, dict]:
-        """frames (T, H, W, 3) uint8 and timings in seconds per stage."""
+        """frames (T, H, W, 3) uint8 and timings in seconds per stage. conditions: frames the
+        clip must contain (image-to-video, first/last frame, keyframes, a prefix to extend)."""
         check_settings(settings, self.vae, self.dit)
         timings = {}
         t0 = time.perf_counter()
         cond, uncond = self.encode_prompt(prompt, settings.negative_prompt)
         timings["encode_prompt"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        latents = self.sample(self.prepare_latents(settings), cond, uncond, settings, callback)
+        known = None
+        if conditions:
+            known = known_frames(self.vae, conditions, self.latent_shape(settings),
+                                 settings.num_frames, settings.image_noise, settings.seed)  # fmt: skip
+            timings["encode_frames"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+        noise = self.prepare_latents(settings)
+        latents = self.sample(noise, cond, uncond, settings, callback, known)
         timings["sample"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         frames = self.decode(latents)

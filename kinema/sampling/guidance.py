@@ -4,7 +4,10 @@
 - classifier-free guidance: v = v_uncond + s (v_cond - v_uncond), both branches in one batch;
   the unconditional branch is the negative prompt (empty by default).
 - known frames (the one conditioning mechanism): latent frames given by the user are put back at
-  their positions before every evaluation and carry t = 0; only the other frames are denoised.
+  their positions before every evaluation and carry t = 0 (or a small t with the same amount of
+  fixed noise mixed in: noise augmentation, which loosens their hold); only the other frames are
+  denoised.
+- micro-conditioning (motion strength 0..255, fps) goes to both CFG branches alike.
 """
 
 from __future__ import annotations
@@ -28,14 +31,36 @@ class TextCondition:
 
 @dataclass
 class KnownFrames:
-    """Clean latents (B, C, F, H, W) valid where frame_mask (F,) is True."""
+    """Clean latents (B, C, F, H, W) valid where frame_mask (F,) is True, shown to the network
+    at flow time noise_level (0: exactly) with a fixed draw of noise."""
 
     latents: torch.Tensor
     frame_mask: torch.Tensor
+    noise_level: float = 0.0
+    noise: torch.Tensor | None = None  # same shape as latents; needed when noise_level > 0
+
+    def __post_init__(self):
+        if not 0.0 <= self.noise_level < 1.0:
+            raise ValueError(f"noise level must be in [0, 1), got {self.noise_level}")
+        if self.noise_level > 0 and self.noise is None:
+            raise ValueError("a noise level above 0 needs the noise to mix in")
+
+    def _mask(self, x: torch.Tensor) -> torch.Tensor:
+        return self.frame_mask.to(x.device)[None, None, :, None, None]
+
+    def shown(self) -> torch.Tensor:
+        """The known latents as the network sees them."""
+        if self.noise_level == 0:
+            return self.latents
+        s = self.noise_level
+        return (1 - s) * self.latents + s * self.noise.to(self.latents.dtype)
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.frame_mask.to(x.device)[None, None, :, None, None]
-        return torch.where(m, self.latents.to(x.dtype), x)
+        return torch.where(self._mask(x), self.shown().to(x.dtype), x)
+
+    def restore(self, x: torch.Tensor) -> torch.Tensor:
+        """Put the clean known latents back (after sampling, before decoding)."""
+        return torch.where(self._mask(x), self.latents.to(x.dtype), x)
 
 
 def velocity_from_prediction(
@@ -69,6 +94,8 @@ def guided_velocity(
     uncond: TextCondition | None,
     guidance: float,
     known: KnownFrames | None = None,
+    motion: float | None = None,
+    fps: float | None = None,
 ) -> Velocity:
     """The velocity function for a solver. With guidance 1 or no uncond, one branch only."""
     use_cfg = uncond is not None and guidance != 1.0
@@ -77,19 +104,23 @@ def guided_velocity(
     else:
         context, mask = cond.states, cond.mask
 
+    def net_v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        extra = {k: torch.full((x.shape[0],), float(v))
+                 for k, v in (("motion", motion), ("fps", fps)) if v is not None}  # fmt: skip
+        return velocity_from_prediction(prediction, net(x, t, context, mask, **extra), x, t)
+
     def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
         b, _, f = x.shape[:3]
         tt = torch.full((b, f), t, dtype=torch.float32, device=x.device)
         if known is not None:
             x = known.apply(x)
-            tt = tt.masked_fill(known.frame_mask.to(x.device)[None, :], 0.0)
+            tt = tt.masked_fill(known.frame_mask.to(x.device)[None, :], known.noise_level)
         if use_cfg:
-            x2, t2 = torch.cat([x, x]), torch.cat([tt, tt])
-            v = velocity_from_prediction(prediction, net(x2, t2, context, mask), x2, t2)
+            v = net_v(torch.cat([x, x]), torch.cat([tt, tt]))
             v_cond, v_uncond = v.chunk(2)
             v = v_uncond + guidance * (v_cond - v_uncond)
         else:
-            v = velocity_from_prediction(prediction, net(x, tt, context, mask), x, tt)
+            v = net_v(x, tt)
         if known is not None:  # known frames do not move
             v = v.masked_fill(known.frame_mask.to(x.device)[None, None, :, None, None], 0.0)
         return v

@@ -37,8 +37,10 @@ DIT_BUCKETS = (
     Bucket(96, 64, 17),
     Bucket(64, 96, 9),
     Bucket(64, 64, 33),
+    Bucket(64, 64, 17, fps=1.0),  # 16 s at 1 fps: the keyframe pass of hierarchical long clips
+    Bucket(64, 64, 17, fps=4.0),
 )
-DIT_WEIGHTS = (1.0, 2.0, 4.0, 1.0, 0.5, 0.5)
+DIT_WEIGHTS = (1.0, 2.0, 4.0, 1.0, 0.5, 0.5, 1.0, 0.5)
 
 
 @dataclass
@@ -49,6 +51,7 @@ class DiTBatch:
     known: torch.Tensor  # (B, F) bool: revealed frames
     known_t: torch.Tensor  # (B,) flow time of the revealed frames (noise augmentation), often 0
     motion: torch.Tensor  # (B,) motion strength 0..255 from the ground truth, NaN when dropped
+    fps: torch.Tensor  # (B,) frames per second, NaN when dropped
 
 
 class CaptionPool:
@@ -202,6 +205,14 @@ class DiTTask:
                 known.to(info.device),
                 torch.tensor(known_t, dtype=torch.float32, device=info.device),
                 torch.tensor(motion, dtype=torch.float32, device=info.device),
+                torch.tensor(
+                    [
+                        float("nan") if rng.random() < self.motion_dropout else bucket.fps
+                        for _ in idx
+                    ],
+                    dtype=torch.float32,
+                    device=info.device,
+                ),
             )
             for _ in range(self.reuse):
                 yield batch
@@ -215,8 +226,9 @@ class DiTTask:
         noise = torch.randn_like(x0)
         tt = t[:, None, :, None, None]
         xt = (1 - tt) * x0 + tt * noise
-        motion = batch.motion if self.cfg.motion_conditioning else None
-        out = model(xt, t, batch.context, batch.mask, motion)
+        micro = self.cfg.micro_conditioning
+        out = model(xt, t, batch.context, batch.mask, batch.motion if micro else None,
+                    batch.fps if micro else None)  # fmt: skip
         target = noise - x0 if self.cfg.prediction == "v" else x0
         per_frame = F.mse_loss(out, target, reduction="none").mean(dim=(1, 3, 4))  # (B, F)
         weight = (~batch.known).float()
