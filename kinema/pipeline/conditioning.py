@@ -79,6 +79,9 @@ class FrameConditions:
 
     images: tuple[tuple[int, np.ndarray], ...] = ()  # (pixel frame, (H, W, 3) uint8)
     prefix: np.ndarray | None = None  # (1 + 4m, H, W, 3) uint8: the clip starts with these
+    # (H, W, 3) uint8 shown in place of the prefix's first frame: re-anchors a chain of windows
+    # on the clip's first frame so that appearance does not drift
+    anchor: np.ndarray | None = None
 
     def __bool__(self) -> bool:
         return bool(self.images) or self.prefix is not None
@@ -114,7 +117,9 @@ def known_frames(
             raise ConditioningError(
                 f"a prefix must have 1 + {f}k frames and fit the clip; got {n} of {num_frames}"
             )
-        z = encode_frames(vae, conditions.prefix)
+        z = encode_frames(vae, conditions.prefix).clone()
+        if conditions.anchor is not None:
+            z[:, :, 0] = encode_frames(vae, conditions.anchor[None])[:, :, 0]
         for k in range(z.shape[2]):
             place(k, z[:, :, k], f"prefix frame {min(4 * k, n - 1)}")
     for frame, image in conditions.images:

@@ -322,8 +322,8 @@ def _kind(value: object) -> str:
 class _Checker:
     """Collects problems, each placed at the line of its path (or the nearest parent's)."""
 
-    def __init__(self, source: str, lines: dict[DocPath, int], problems: list[Problem]):
-        self.source, self.lines, self.problems = source, lines, problems
+    def __init__(self, lines: dict[DocPath, int], problems: list[Problem]):
+        self.lines, self.problems = lines, problems
 
     def add(self, path: DocPath, message: str) -> None:
         line = next((self.lines[path[:k]] for k in range(len(path), -1, -1)
@@ -375,7 +375,7 @@ def load_shot_list(path: str | Path) -> ShotList:
         ) from None
     reader = _read_json if path.suffix.lower() == ".json" else _read_yaml
     data, lines, problems = reader(text, source)
-    check = _Checker(source, lines, problems)
+    check = _Checker(lines, problems)
     shot_list = _shot_list(data, check)
     if check.problems or shot_list is None:
         raise ShotListError(source, check.problems)
