@@ -1,5 +1,15 @@
 """The Python API: `pipe = kinema.load()` then `video = pipe("a red circle moving left")`.
 
+Modes, all through the one conditioning mechanism (known latent frames):
+    pipe(prompt, image=first)                       image-to-video
+    pipe(prompt, image=first, last_image=last)      first and last frame
+    pipe(prompt, keyframes={0.0: a, 1.5: b})        keyframes at seconds
+    pipe(prompt, seconds=20)                        long clip: a chain of windows
+    pipe(prompt, seconds=20, hierarchical=True)     keyframes at 1 fps first, then the rest
+    pipe.extend(video, prompt, seconds=2)           continue a clip
+    pipe(prompt, motion=200)                        motion strength 0..255
+Images are arrays (H, W, 3) uint8 or paths.
+
 video.frames    (T, H, W, 3) uint8
 video.fps       frames per second
 video.metadata  prompt, seed, model and every setting
@@ -19,8 +29,25 @@ import numpy as np
 import torch
 
 from kinema.models import DEFAULT_MODEL, load_dit, load_vae, resolve_model
-from kinema.pipeline.text_to_video import GenerationSettings, TextToVideo, sampler_overrides
+from kinema.pipeline.conditioning import FrameConditions, fit_image
+from kinema.pipeline.long_clip import (
+    MAX_SINGLE_WINDOW_FRAMES,
+    ChainSettings,
+    extend_frames,
+    generate_hierarchical,
+    generate_long,
+)
+from kinema.pipeline.text_to_video import (
+    GenerationError,
+    GenerationSettings,
+    TextToVideo,
+    check_prompt,
+    check_settings,
+    sampler_overrides,
+)
 from kinema.text.encoder import TextEncoder
+
+ImageLike = np.ndarray | str | Path
 
 
 @dataclass
@@ -50,11 +77,82 @@ class Video:
         return [save_png(folder / f"frame_{i:04d}.png", f) for i, f in enumerate(self.frames)]
 
 
+def _as_image(image: ImageLike) -> np.ndarray:
+    if isinstance(image, np.ndarray):
+        return image
+    from kinema.io.images import load_image
+
+    return load_image(image)
+
+
 class Pipeline:
     """A loaded model, callable with a prompt."""
 
     def __init__(self, t2v: TextToVideo):
         self.t2v = t2v
+
+    def settings(
+        self,
+        seed: int = 0,
+        seconds: float | None = None,
+        fps: float = 8.0,
+        width: int = 64,
+        height: int = 64,
+        negative_prompt: str = "",
+        num_frames: int | None = None,
+        motion: float | None = None,
+        image_noise: float = 0.0,
+        **sampler,
+    ) -> GenerationSettings:
+        """Checked settings; sampler settings left as None take the defaults."""
+        common = dict(width=width, height=height, negative_prompt=negative_prompt, seed=seed,
+                      motion=motion, image_noise=image_noise, **sampler_overrides(**sampler))  # fmt: skip
+        if num_frames is not None:
+            s = GenerationSettings(num_frames=num_frames, fps=fps, **common)
+        else:
+            s = GenerationSettings.from_seconds(2.0 if seconds is None else seconds, fps, **common)
+        check_settings(s, self.t2v.vae, self.t2v.dit)
+        return s
+
+    def pinned_images(
+        self,
+        s: GenerationSettings,
+        image: ImageLike | None = None,
+        last_image: ImageLike | None = None,
+        keyframes: dict[float, ImageLike] | None = None,
+        fit: str = "crop",
+    ) -> tuple[tuple[tuple[int, np.ndarray], ...], list[str]]:
+        """((frame, image) sorted by frame, notes on resizing). Every problem is raised here,
+        before any sampling."""
+        wanted: list[tuple[int, ImageLike, str]] = []
+        if image is not None:
+            wanted.append((0, image, "the first image"))
+        if last_image is not None:
+            if s.num_frames < 2:
+                raise GenerationError("a last image needs a clip of more than one frame")
+            wanted.append((s.num_frames - 1, last_image, "the last image"))
+        for sec, im in sorted((keyframes or {}).items()):
+            frame = round(sec * s.fps)
+            if not 0 <= frame < s.num_frames:
+                raise GenerationError(
+                    f"keyframe at {sec:g} s is outside the clip (0 to {(s.num_frames - 1) / s.fps:g} s)"
+                )
+            wanted.append((frame, im, f"the keyframe at {sec:g} s"))
+        groups: dict[int, str] = {}
+        pinned, notes = [], []
+        for frame, im, what in sorted(wanted, key=lambda w: w[0]):
+            group = 0 if frame == 0 else (frame + 3) // 4
+            if group in groups:
+                raise GenerationError(
+                    f"{what} and {groups[group]} are closer than 4 frames ({4 / s.fps:g} s); "
+                    "the model pins at most one image per 4 frames"
+                )
+            groups[group] = what
+            fitted, note = fit_image(_as_image(im), s.width, s.height, fit)
+            if note:
+                notes.append(f"{what}: {note}")
+            pinned.append((frame, fitted))
+        return tuple(pinned), notes
 
     def __call__(
         self,
@@ -71,25 +169,94 @@ class Pipeline:
         shift: float | None = None,
         num_frames: int | None = None,
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
+        image: ImageLike | None = None,
+        last_image: ImageLike | None = None,
+        keyframes: dict[float, ImageLike] | None = None,
+        fit: str = "crop",
+        motion: float | None = None,
+        image_noise: float = 0.0,
+        hierarchical: bool = False,
+        chain: ChainSettings | None = None,
     ) -> Video:
-        """Sampler settings left as None take GenerationSettings' defaults."""
-        sampler = sampler_overrides(steps, guidance, solver, shift)
-        common = dict(width=width, height=height, negative_prompt=negative_prompt, seed=seed,
-                      **sampler)  # fmt: skip
-        if num_frames is not None:
-            settings = GenerationSettings(num_frames=num_frames, fps=fps, **common)
+        """A clip from a prompt, optionally pinned to images. Clips longer than one window
+        (33 frames) are chains of windows. callback(step, steps, latents) per sampler step
+        (per window for chains)."""
+        check_prompt(prompt)
+        chain = chain or ChainSettings()
+        s = self.settings(seed, seconds, fps, width, height, negative_prompt, num_frames, motion,
+                          image_noise, steps=steps, guidance=guidance, solver=solver, shift=shift)  # fmt: skip
+        pinned, notes = self.pinned_images(s, image, last_image, keyframes, fit)
+        long = hierarchical or s.num_frames > MAX_SINGLE_WINDOW_FRAMES
+        cb = None if callback is None else (lambda w, n, j, m: callback(j, m, None))
+        extra: dict = {}
+        if hierarchical:
+            if pinned:
+                raise GenerationError(
+                    "hierarchical generation takes no images (it makes its own keyframes)"
+                )
+            result, keys = generate_hierarchical(self.t2v, prompt, s, chain, cb)
+            frames, timings = result.frames, result.timings
+            extra = {
+                "mode": "hierarchical",
+                "keyframes": len(keys),
+                "window_starts": result.window_starts,
+            }
+        elif long:
+            chain.check()
+            result = generate_long(self.t2v, prompt, s, chain, pinned, cb)
+            frames, timings = result.frames, result.timings
+            extra = {"mode": "chain", "window_starts": result.window_starts}
         else:
-            settings = GenerationSettings.from_seconds(
-                2.0 if seconds is None else seconds, fps, **common
-            )
-        frames, timings = self.t2v.generate(prompt, settings, callback)
-        meta = {
-            "prompt": prompt,
-            "model": self.t2v.name,
-            **dataclasses.asdict(settings),
-            "timings": timings,
-        }
-        return Video(frames, settings.fps, meta)
+            conditions = FrameConditions(images=pinned) if pinned else None
+            frames, timings = self.t2v.generate(prompt, s, callback, conditions)
+            extra = {"mode": "image-to-video" if pinned else "text-to-video"}
+        meta = {"prompt": prompt, "model": self.t2v.name, **dataclasses.asdict(s), **extra,
+                "pinned_frames": [f for f, _ in pinned], "notes": notes, "timings": timings}  # fmt: skip
+        return Video(frames, s.fps, meta)
+
+    def extend(
+        self,
+        video: Video | np.ndarray | str | Path,
+        prompt: str,
+        seconds: float = 2.0,
+        seed: int = 0,
+        fps: float | None = None,
+        fit: str = "crop",
+        chain: ChainSettings | None = None,
+        callback: Callable[[int, int, torch.Tensor], None] | None = None,
+        **kw,
+    ) -> Video:
+        """The clip followed by `seconds` more (rounded to whole 4-frame groups); its frames are
+        kept as they are except the last 4, cross-faded into the continuation."""
+        check_prompt(prompt)
+        chain = chain or ChainSettings()
+        if isinstance(video, str | Path):
+            from kinema.io.video import read_video
+
+            frames, file_fps, _ = read_video(video)
+        elif isinstance(video, Video):
+            frames, file_fps = video.frames, video.fps
+        else:
+            frames, file_fps = video, 8.0
+        fps = fps or file_fps
+        if not seconds > 0:
+            raise GenerationError(f"seconds to add must be more than 0, got {seconds}")
+        new = 4 * max(1, round(seconds * fps / 4))
+        h, w = frames.shape[1:3]
+        width, height = kw.pop("width", None), kw.pop("height", None)
+        s = self.settings(seed, None, fps, width or w, height or h, num_frames=1, **kw)
+        notes = []
+        if (s.width, s.height) != (w, h):
+            frames = np.stack([fit_image(f, s.width, s.height, fit)[0] for f in frames])
+            notes.append(f"clip {w}x{h} fitted to {s.width}x{s.height} (--fit {fit})")
+        cb = None if callback is None else (lambda wi, n, j, m: callback(j, m, None))
+        result = extend_frames(
+            self.t2v, frames, prompt, new, s, chain, anchor=frames[0], callback=cb
+        )
+        meta = {"prompt": prompt, "model": self.t2v.name, **dataclasses.asdict(s),
+                "mode": "extension", "extended_from_frames": len(frames),
+                "window_starts": result.window_starts, "notes": notes, "timings": result.timings}  # fmt: skip
+        return Video(result.frames, fps, meta)
 
 
 def load(model: str | Path = DEFAULT_MODEL, device: str = "cpu") -> Pipeline:

@@ -53,6 +53,47 @@ def _progress() -> Progress:
 # ----------------------------------------------------------------------------- generate
 
 
+def _parse_keyframes(values: list[str]) -> dict[float, Path]:
+    """["1.5:b.png", ...] -> {1.5: Path("b.png")}, in the order given, which must be increasing."""
+    out: dict[float, Path] = {}
+    for v in values:
+        sec, sep, path = v.partition(":")
+        try:
+            t = float(sec)
+        except ValueError:
+            t = None
+        if not sep or not path or t is None:
+            raise UsageError(f"--keyframe takes SECONDS:PATH, e.g. 1.5:middle.png, got {v!r}")
+        if out and t <= max(out):
+            raise UsageError(
+                f"keyframes must be given in increasing time: {t:g} s comes after {max(out):g} s"
+            )
+        out[t] = Path(path)
+    return out
+
+
+def _check_output(output: Path) -> None:
+    if output.suffix.lower() not in (".mp4", ".gif", ".webm"):
+        raise UsageError(f"output must end in .mp4, .gif or .webm, got {output.name!r}")
+    if not output.parent.is_dir():
+        raise UsageError(f"the folder {output.parent} does not exist")
+
+
+def _read_images(paths: dict[str, Path | None]) -> dict:
+    """Read every given image up front, so a bad file stops the command before any work."""
+    from kinema.io.images import load_image
+
+    return {k: (load_image(p) if p is not None else None) for k, p in paths.items()}
+
+
+Fit = Annotated[
+    str, typer.Option(help="an image of another size: crop (cover), pad (fit, bars) or resize")
+]
+Motion = Annotated[
+    float | None, typer.Option(help="motion strength 0..255 [default: the model chooses]")
+]
+
+
 @app.command("generate")
 def generate(
     prompt: Annotated[
@@ -62,9 +103,11 @@ def generate(
     output: Annotated[
         Path, typer.Option("-o", "--output", help="MP4, GIF or WebM to write")
     ] = Path("out.mp4"),
-    seconds: Annotated[float, typer.Option(help="clip length (0: one frame, an image)")] = 2.0,
+    seconds: Annotated[
+        float, typer.Option(help="clip length (0: one frame, an image; > 4: a chain of windows)")
+    ] = 2.0,
     fps: Annotated[float, typer.Option(help="frames per second")] = 8.0,
-    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT, multiples of 8")] = "64x64",
+    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT, multiples of 16")] = "64x64",
     steps: Annotated[int | None, typer.Option(help="sampler steps [default: model's]")] = None,
     guidance: Annotated[
         float | None, typer.Option(help="classifier-free guidance scale [default: model's]")
@@ -76,45 +119,283 @@ def generate(
     seed: Annotated[int, typer.Option(help="same seed, same video")] = 0,
     solver: Annotated[str | None, typer.Option(help="euler or heun")] = None,
     model: Annotated[str, typer.Option(help="model name or folder")] = "kinema-tiny",
+    image: Annotated[
+        Path | None, typer.Option(help="first frame: image-to-video")
+    ] = None,
+    last_image: Annotated[Path | None, typer.Option(help="last frame")] = None,
+    keyframe: Annotated[
+        list[str] | None, typer.Option(help="SECONDS:PATH, an image at that time (repeatable)")
+    ] = None,
+    fit: Fit = "crop",
+    motion: Motion = None,
+    image_noise: Annotated[
+        float, typer.Option(help="0..0.5: how loosely the given images hold (0: exactly)")
+    ] = 0.0,
+    hierarchical: Annotated[
+        bool, typer.Option(help="long clips: keyframes at 1 fps first, then the frames between")
+    ] = False,
+    anchor: Annotated[
+        bool, typer.Option(help="long clips: re-anchor every window on the first frame")
+    ] = True,
 ) -> None:
-    """Generate a clip from a prompt."""
+    """Generate a clip from a prompt, optionally from images (first, last, keyframes)."""
     import time
 
     start = time.perf_counter()
     from kinema.api import Pipeline, load
-    from kinema.pipeline.text_to_video import (
-        GenerationSettings,
-        check_prompt,
-        check_settings,
-        sampler_overrides,
-    )
+    from kinema.pipeline.long_clip import MAX_SINGLE_WINDOW_FRAMES, ChainSettings
 
     width, height = parse_size(size)
+    from kinema.pipeline.text_to_video import check_prompt
+
     check_prompt(prompt)
-    if output.suffix.lower() not in (".mp4", ".gif", ".webm"):
-        raise UsageError(f"output must end in .mp4, .gif or .webm, got {output.name!r}")
-    if not output.parent.is_dir():
-        raise UsageError(f"the folder {output.parent} does not exist")
+    _check_output(output)
+    keyframes = _parse_keyframes(keyframe or [])
+    images = _read_images({"image": image, "last_image": last_image, **{k: p for k, p in keyframes.items()}})
     pipe: Pipeline = load(model)
-    sampler = sampler_overrides(steps, guidance, solver, shift)
-    settings = GenerationSettings.from_seconds(
-        seconds, fps, width=width, height=height, negative_prompt=negative, seed=seed, **sampler
-    )
-    check_settings(settings, pipe.t2v.vae, pipe.t2v.dit)
+    settings = pipe.settings(seed, seconds, fps, width, height, negative, motion=motion,
+                             image_noise=image_noise, steps=steps, guidance=guidance,
+                             solver=solver, shift=shift)  # fmt: skip
+    keyed = {k: images[k] for k in keyframes}
+    pipe.pinned_images(settings, images["image"], images["last_image"], keyed, fit)  # checks
+    chain = ChainSettings(anchor=anchor)
+    windows = 1
+    if hierarchical or settings.num_frames > MAX_SINGLE_WINDOW_FRAMES:
+        per = chain.window_frames - chain.tail_frames
+        windows = 1 + -(-(settings.num_frames - chain.window_frames) // per) + int(hierarchical)
     loaded = time.perf_counter()
     with _progress() as progress:
-        task = progress.add_task("sampling", total=settings.steps)
+        task = progress.add_task("sampling", total=settings.steps * windows)
+        done = [0]
+
+        def step(i, n, x):
+            done[0] += 1
+            progress.update(task, completed=done[0])
+
         video = pipe(
-            prompt, seed=seed, num_frames=settings.num_frames, fps=fps, width=width, height=height,
-            negative_prompt=negative, callback=lambda i, n, x: progress.update(task, completed=i),
-            **sampler,
+            prompt, seed=seed, num_frames=settings.num_frames, fps=fps, width=width,
+            height=height, negative_prompt=negative, callback=step, steps=steps,
+            guidance=guidance, solver=solver, shift=shift, image=images["image"],
+            last_image=images["last_image"], keyframes=keyed,
+            fit=fit, motion=motion, image_noise=image_noise, hierarchical=hierarchical,
+            chain=chain,
         )  # fmt: skip
+    for note in video.metadata.get("notes", []):
+        err.print(f"note: {note}", highlight=False)
     video.save(output)
     took = time.perf_counter() - start
+    mode = video.metadata.get("mode", "text-to-video")
     console.print(
         f"wrote {output}: {len(video.frames)} frames {width}x{height} at {fps:g} fps ({video.seconds:.2f} s), "
-        f"seed {seed}, {settings.steps} steps; generated in {time.perf_counter() - loaded:.1f} s, total {took:.1f} s"
+        f"{mode}, seed {seed}, {settings.steps} steps x {windows} window(s); "
+        f"generated in {time.perf_counter() - loaded:.1f} s, total {took:.1f} s"
     )
+
+
+@app.command("plan")
+def plan(
+    seconds: Annotated[float, typer.Option(help="clip length")] = 2.0,
+    fps: Annotated[float, typer.Option(help="frames per second")] = 8.0,
+    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT")] = "64x64",
+    model: Annotated[str, typer.Option(help="model name or folder")] = "kinema-tiny",
+    steps: Annotated[int | None, typer.Option(help="sampler steps [default: model's]")] = None,
+    guidance: Annotated[float | None, typer.Option(help="guidance scale (1: no CFG)")] = None,
+    solver: Annotated[str | None, typer.Option(help="euler or heun")] = None,
+    chained: Annotated[
+        float | None, typer.Option(help="WINDOW_SECONDS: also plan a chain of such windows")
+    ] = None,
+    text_tokens: Annotated[int, typer.Option(help="prompt length in tokens")] = 16,
+    gpu_tflops: Annotated[float, typer.Option(help="GPU peak (989: H100 bf16 dense)")] = 989.0,
+    gpu_utilisation: Annotated[float, typer.Option(help="fraction of the peak reached")] = 0.4,
+    calibrate: Annotated[bool, typer.Option(help="time short runs for the estimate here")] = True,
+) -> None:
+    """What a generation costs before you run it: tokens, FLOPs, memory and time."""
+    import torch
+
+    from kinema.api import load
+    from kinema.models import load_dit, load_vae, resolve_model
+    from kinema.pipeline import plan as cost
+    from kinema.pipeline.long_clip import DEFAULT_WINDOW_FRAMES, MAX_SINGLE_WINDOW_FRAMES
+    from kinema.pipeline.text_to_video import GenerationSettings, check_settings, sampler_overrides
+
+    width, height = parse_size(size)
+    if not seconds >= 0:
+        raise UsageError(f"--seconds must be 0 (one frame) or more, got {seconds}")
+    if text_tokens < 1 or not gpu_tflops > 0 or not 0 < gpu_utilisation <= 1:
+        raise UsageError("--text-tokens must be >= 1, --gpu-tflops > 0, --gpu-utilisation 0..1")
+    folder = resolve_model(model)
+    dit, vae = load_dit(folder / "dit.safetensors"), load_vae(folder / "vae.safetensors")
+    s = GenerationSettings.from_seconds(seconds, fps, width=width, height=height,
+                                        **sampler_overrides(steps, guidance, solver))  # fmt: skip
+    check_settings(s, vae, dit)
+    window = None
+    if chained is not None:
+        if not chained > 0:
+            raise UsageError(f"--chained must be more than 0 s, got {chained:g}")
+        window = cost.frames_from_seconds(chained, fps, vae.cfg.temporal_factor)
+        try:
+            cost.chain_windows(s.num_frames, window, vae.cfg.temporal_factor)
+        except cost.GenerationError as e:
+            raise UsageError(
+                f"--chained {chained:g} s ({window} frames at {fps:g} fps): {e}"
+            ) from None
+    pipe = load(model)
+    text_bytes = cost.parameter_bytes(pipe.t2v.text_encoder.model)
+    plans = {"one sequence": cost.plan_cost(dit.cfg, vae.cfg, s, text_tokens, None, text_bytes)}
+    if window is not None:
+        chain = cost.plan_cost(dit.cfg, vae.cfg, s, text_tokens, window, text_bytes)
+        plans[f"chain of {len(chain.windows)} windows"] = chain
+    cal = cost.calibrate(pipe.t2v) if calibrate else None
+    f, b = cost.format_flops, cost.format_bytes
+    table = Table("", *plans, title=f"{s.num_frames} frames ({(s.num_frames - 1) / fps:g} s at "
+                  f"{fps:g} fps) {width}x{height}, {model}, {s.steps} {s.solver} steps")  # fmt: skip
+    rows = {
+        "windows x frames": lambda p: f"{len(p.windows)} x {p.largest.frames}"
+        + (f" (last {p.windows[-1].frames})" if p.windows[-1].frames != p.largest.frames else ""),
+        "latent shape (C, T, H, W)": lambda p: " x ".join(map(str, p.largest.latent_shape)),
+        "tokens per window": lambda p: f"{p.largest.tokens:,}",
+        "forwards per window": lambda p: f"{p.evals_per_window} x batch {p.batch}",
+        "attention FLOPs per forward": lambda p: f(p.largest.attention_flops),
+        "transformer FLOPs per forward": lambda p: f(p.largest.dit_flops),
+        "sampling FLOPs": lambda p: f(p.sampling_flops),
+        "VAE FLOPs": lambda p: f(p.vae_flops),
+        "total FLOPs": lambda p: f(p.total_flops),
+        "peak memory (weights + activations)": lambda p: f"{b(p.peak_bytes)} ({b(p.weight_bytes)} + {b(p.activation_bytes)})",
+        "attention scores if materialised": lambda p: b(p.score_bytes),
+        "time here": lambda p: cost.format_seconds(p.seconds(cal)) if cal else "not calibrated",
+        f"time on a {gpu_tflops:g} TFLOP/s GPU": lambda p: cost.format_seconds(
+            p.gpu_seconds(gpu_tflops * 1e12, gpu_utilisation)
+        ),
+    }  # fmt: skip
+    for name, cell in rows.items():
+        table.add_row(name, *(cell(p) for p in plans.values()))
+    console.print(table)
+    console.print(
+        f"assumed: a {text_tokens}-token prompt; float32; fused attention (no N x N scores); "
+        f"GPU at {gpu_utilisation:g} of its peak, at least {cost.GPU_LAUNCH_SECONDS * 1e6:g} us per kernel",
+        highlight=False,
+    )  # fmt: skip
+    if cal is not None:
+        console.print(
+            f"calibrated here ({torch.get_num_threads()} threads): transformer "
+            f"{cal.dense_flops_per_s / 1e9:.3g} GFLOP/s + "
+            f"{cal.forward_overhead_s * 1e3:.3g} ms per forward, attention "
+            f"{cal.attention_flops_per_s / 1e9:.3g} GFLOP/s, VAE {cal.vae_flops_per_s / 1e9:.3g} "
+            f"GFLOP/s, prompt {cal.text_encode_s * 1e3:.3g} ms",
+            highlight=False,
+        )  # fmt: skip
+    if window is None and s.num_frames > MAX_SINGLE_WINDOW_FRAMES:
+        console.print(
+            f"note: kinema generate makes clips over {MAX_SINGLE_WINDOW_FRAMES} frames as a chain of "
+            f"{DEFAULT_WINDOW_FRAMES}-frame windows; --chained {(DEFAULT_WINDOW_FRAMES - 1) / fps:g} plans it",
+            highlight=False,
+        )  # fmt: skip
+
+
+@app.command("extend")
+def extend(
+    clip: Annotated[Path, typer.Argument(help="the video to continue (MP4, WebM, GIF)")],
+    prompt: Annotated[str, typer.Argument(help="what happens next")],
+    seconds: Annotated[float, typer.Option(help="how much to add")] = 2.0,
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="MP4, GIF or WebM to write (the whole clip)")
+    ] = Path("extended.mp4"),
+    seed: Annotated[int, typer.Option(help="same seed, same continuation")] = 0,
+    steps: Annotated[int | None, typer.Option(help="sampler steps [default: model's]")] = None,
+    fit: Fit = "crop",
+    size: Annotated[
+        str | None, typer.Option(help="WIDTHxHEIGHT to work at [default: the clip's]")
+    ] = None,
+    motion: Motion = None,
+    model: Annotated[str, typer.Option(help="model name or folder")] = "kinema-tiny",
+) -> None:
+    """Continue a clip: the new part is conditioned on its last frames."""
+    from kinema.api import load
+    from kinema.io.video import read_video
+    from kinema.pipeline.text_to_video import check_prompt
+
+    check_prompt(prompt)
+    _check_output(output)
+    if not seconds > 0:
+        raise UsageError(f"--seconds must be more than 0, got {seconds}")
+    frames, fps, _ = read_video(clip)  # a missing file or not a video: one clear line
+    if len(frames) < 2:
+        raise UsageError(
+            f"{clip} holds a single frame, not a clip; to animate an image use "
+            "`kinema generate --image` or `kinema animate`"
+        )
+    dims = dict(zip(("width", "height"), parse_size(size), strict=True)) if size else {}
+    pipe = load(model)
+    with _progress() as progress:
+        task = progress.add_task("extending", total=None)
+        video = pipe.extend(frames, prompt, seconds, seed=seed, fps=fps, fit=fit, motion=motion,
+                            steps=steps, callback=lambda i, n, x: progress.advance(task), **dims)  # fmt: skip
+    for note in video.metadata.get("notes", []):
+        err.print(f"note: {note}", highlight=False)
+    video.save(output)
+    console.print(
+        f"wrote {output}: {len(frames)} frames of {clip.name} + {len(video.frames) - len(frames)} new "
+        f"= {len(video.frames)} frames ({video.seconds:.2f} s at {fps:g} fps)"
+    )
+
+
+@app.command("animate")
+def animate(
+    photo: Annotated[Path, typer.Argument(help="the image to bring to life (PNG, JPEG, ...)")],
+    prompt: Annotated[str, typer.Argument(help="the motion to add")],
+    motion: Annotated[
+        str, typer.Option(help="motion strengths to try, 0..255, comma-separated")
+    ] = "50,127,200",
+    max_warp: Annotated[
+        float | None,
+        typer.Option(help="warping-error budget [default: 1.5x the steadiest candidate's]"),
+    ] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="the chosen clip")] = Path(
+        "out.mp4"
+    ),
+    seconds: Annotated[float, typer.Option(help="clip length")] = 2.0,
+    fit: Fit = "crop",
+    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT")] = "64x64",
+    seed: Annotated[int, typer.Option(help="same seed for every candidate")] = 0,
+    steps: Annotated[int | None, typer.Option(help="sampler steps [default: model's]")] = None,
+    model: Annotated[str, typer.Option(help="model name or folder")] = "kinema-tiny",
+) -> None:
+    """One photo to video: one clip per motion setting, measured; keeps the one that adds the
+    most motion within the warping-error budget. Writes the clip and a plot of the trade-off."""
+    from kinema.api import load
+    from kinema.pipeline.animate import animate as run_animate
+    from kinema.pipeline.animate import parse_motions, plot_tradeoff
+    from kinema.pipeline.text_to_video import check_prompt
+
+    check_prompt(prompt)
+    _check_output(output)
+    motions = parse_motions(motion)
+    image = _read_images({"photo": photo})["photo"]
+    width, height = parse_size(size)
+    pipe = load(model)
+    if not pipe.t2v.dit.cfg.micro_conditioning:
+        raise UsageError(f"model {model} has no motion input, so it cannot animate")
+    with _progress() as progress:
+        task = progress.add_task("candidates", total=len(motions))
+        result = run_animate(
+            pipe, image, prompt, motions, max_warp, seed=seed, seconds=seconds, width=width,
+            height=height, fit=fit, steps=steps, on_candidate=lambda c: progress.advance(task),
+        )  # fmt: skip
+    table = Table(title=f"{photo.name}: motion settings (budget: warping error <= {result.budget:.2e})")
+    for col in ("motion", "warping error", "motion magnitude", "within budget", ""):
+        table.add_column(col)
+    for row in result.table():
+        table.add_row(f"{row['motion']:g}", f"{row['warping_error']:.2e}",
+                      f"{row['motion_magnitude']:.3f}", "yes" if row["within_budget"] else "no",
+                      "chosen" if row["chosen"] else "")  # fmt: skip
+    console.print(table)
+    if not result.within_budget:
+        err.print("note: no setting is within the budget; kept the steadiest one")
+    best = result.best.video
+    best.metadata["animate"] = result.table()
+    best.save(output)
+    plot = plot_tradeoff(result, output.with_name(output.stem + "_tradeoff.png"))
+    console.print(f"wrote {output} (motion {result.best.motion:g}) and {plot}")
 
 
 @app.command("shots")
@@ -132,14 +413,21 @@ def shots(
     steps: Annotated[int | None, typer.Option(help="sampler steps [default: model's]")] = None,
     seed: Annotated[int, typer.Option(help="seed of the first shot; shot i gets seed + i")] = 0,
     model: Annotated[str, typer.Option(help="model name or folder")] = "kinema-tiny",
-    sheet: Annotated[bool, typer.Option(help="also write OUTPUT_sheet.png, a row per shot")] = False,
+    sheet: Annotated[
+        bool, typer.Option(help="also write OUTPUT_sheet.png, a row per shot")
+    ] = False,
 ) -> None:
     """Generate several shots with one scene bible and cut them together."""
     from kinema.api import load
     from kinema.io.images import contact_sheet, save_png
     from kinema.pipeline.shots import (
-        generate_shots, load_shot_list, plan_shots, shot_clips, shot_prompt, shot_seed,
-    )  # fmt: skip
+        generate_shots,
+        load_shot_list,
+        plan_shots,
+        shot_clips,
+        shot_prompt,
+        shot_seed,
+    )
 
     if (shot_list is None) == (prompt is None):
         raise UsageError("give either a shot list file or --prompt, not both and not neither")
