@@ -142,10 +142,11 @@ def test_long_clip_is_a_chain_of_windows(pipe):
 
 
 def test_seam_flicker_separates_seams_from_the_inside():
-    frames = np.zeros((9, 4, 4, 3), np.uint8)
-    frames[5:] = 40  # a jump between frames 4 and 5
-    at, inside = seam_flicker(frames, [5])
-    assert at == 40.0 and inside == 0.0
+    frames = np.zeros((17, 4, 4, 3), np.uint8)
+    frames[9:] = 50  # a jump between frames 8 and 9, in the band of a window starting at 9
+    frames[14:] = 60  # a smaller one inside the window
+    at, inside = seam_flicker(frames, [9])
+    assert at == pytest.approx(50 / 5) and inside == pytest.approx(10 / 11)
 
 
 def test_extension_keeps_the_clip_and_adds_frames(pipe, world_clip):

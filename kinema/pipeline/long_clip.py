@@ -127,7 +127,7 @@ def extend_frames(
             timings[k] = timings.get(k, 0.0) + v
         if chain.blend and tail_len > 4:
             # cross-fade the last latent group of the tail into the window's own decoding of it
-            wts = np.linspace(0, 1, 6)[1:-1, None, None, None]
+            wts = np.linspace(0.25, 1, 4)[:, None, None, None]
             seam = (
                 so_far[-4:].astype(np.float32) * (1 - wts) + frames[tail_len - 4 : tail_len] * wts
             )
@@ -199,10 +199,16 @@ def generate_hierarchical(
     return generate_long(t2v, prompt, settings, chain, images=pinned, callback=callback), keys
 
 
+SEAM_BAND = 5  # transitions counted as the seam: the 4 cross-faded ones and the cut itself
+
+
 def seam_flicker(frames: np.ndarray, window_starts: list[int]) -> tuple[float, float]:
-    """Mean absolute frame difference (0..255) across window seams and inside windows."""
+    """Mean absolute frame difference (0..255) in the seam band of each window (the cross-faded
+    frames and the first new frame) and everywhere else; blending spreads a seam's jump over the
+    band, so the band, not the one cut, is what must look like the inside."""
     diffs = np.abs(np.diff(frames.astype(np.float32), axis=0)).mean(axis=(1, 2, 3))
-    seams = {s - 1 for s in window_starts if 0 < s < len(frames)}  # diff index s-1: frames s-1 -> s
+    # diff index i: frames i -> i + 1; the first new frame s is reached by diff s - 1
+    seams = {i for s in window_starts for i in range(s - SEAM_BAND, s) if 0 <= i < len(diffs)}
     at = [d for i, d in enumerate(diffs) if i in seams]
     inside = [d for i, d in enumerate(diffs) if i not in seams]
     return float(np.mean(at)) if at else 0.0, float(np.mean(inside)) if inside else 0.0

@@ -1,0 +1,166 @@
+"""Figures for the conditioned modes, measured on Shapes-world scenes with the ShapesBench judge.
+
+    python benchmarks/modes.py [--model kinema-tiny] [--scenes 8] [--long 3] [--seconds 20]
+
+- image-to-video: PSNR of frame 0 to the given image; direction accuracy of the clip against the
+  prompt (does the motion follow the text?) next to plain text-to-video on the same prompts;
+- first/last frame: PSNR of the last frame to the given last image;
+- long clips: identity persistence over the whole clip (ShapesBench detector) and flicker at window
+  seams against flicker inside windows, with and without re-anchoring, and hierarchical when the
+  model has an fps input;
+- motion strength (models with the input): motion magnitude for several settings.
+Prints tables and writes reports/modes_<model>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+import kinema
+from kinema.eval.shapesbench import score_clip
+from kinema.eval.video_metrics import motion_magnitude
+from kinema.pipeline.long_clip import ChainSettings, seam_flicker
+from kinema.world import vocab
+from kinema.world.captions import canonical_caption
+from kinema.world.render import render
+from kinema.world.sampler import place, random_scene
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+
+
+def moving_scenes(n: int, seed: int):
+    """Scenes with one or two objects moving in a direction (so direction accuracy applies)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        scene = random_scene(rng, max_objects=2)
+        if any(o.motion in vocab.DIRECTIONS for o in scene.objects) and not scene.occluder:
+            out.append((canonical_caption(scene), place(scene, rng, 2.0, 64, 64, strict=False)))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--model", default="kinema-tiny")
+    ap.add_argument("--scenes", type=int, default=8)
+    ap.add_argument("--long", type=int, default=3, help="prompts for the long-clip figures")
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("-o", "--output", type=Path, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    console = Console()
+    pipe = kinema.load(args.model)
+    micro = pipe.t2v.dit.cfg.micro_conditioning
+    report: dict = {"model": args.model, "micro_conditioning": micro}
+
+    # image-to-video and first/last frame
+    rows = []
+    for i, (prompt, scene) in enumerate(moving_scenes(args.scenes, seed=7)):
+        gt = render(scene, 64, 64, 17, 8.0)
+        t2v = pipe(prompt, seed=i)
+        i2v = pipe(prompt, seed=i, image=gt[0])
+        fl = pipe(prompt, seed=i, image=gt[0], last_image=gt[16])
+        rows.append({
+            "prompt": prompt,
+            "first_psnr": psnr(i2v.frames[0], gt[0]),
+            "last_psnr_first_last": psnr(fl.frames[16], gt[16]),
+            "last_psnr_i2v": psnr(i2v.frames[16], gt[16]),
+            "direction_t2v": score_clip(t2v.frames, prompt, 8.0).get("direction", np.nan),
+            "direction_i2v": score_clip(i2v.frames, prompt, 8.0).get("direction", np.nan),
+            "identity_i2v": score_clip(i2v.frames, prompt, 8.0)["identity"],
+            "identity_t2v": score_clip(t2v.frames, prompt, 8.0)["identity"],
+        })  # fmt: skip
+    means = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0] if k != "prompt"}
+    report["image_to_video"] = {"scenes": len(rows), **means, "rows": rows}
+    t = Table(title=f"image-to-video, {len(rows)} world scenes, 64x64, 17 frames")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    for k, v in means.items():
+        t.add_row(k, f"{v:.3f}" if "psnr" not in k else f"{v:.2f} dB")
+    console.print(t)
+
+    # long clips
+    n_frames = 1 + 4 * round(args.seconds * 8 / 4)
+    variants = [("chain, anchored", dict(chain=ChainSettings(anchor=True))),
+                ("chain, not anchored", dict(chain=ChainSettings(anchor=False)))]  # fmt: skip
+    if micro:
+        variants.append(("hierarchical", dict(hierarchical=True)))
+    long_rows = []
+    for name, kw in variants:
+        for i, (prompt, scene) in enumerate(moving_scenes(args.long, seed=11)):
+            start = time.perf_counter()
+            video = pipe(prompt, seed=i, num_frames=n_frames, **kw)
+            took = time.perf_counter() - start
+            at, inside = seam_flicker(video.frames, video.metadata["window_starts"])
+            scores = score_clip(video.frames, prompt, 8.0)
+            long_rows.append({"variant": name, "prompt": prompt, "seconds": took,
+                              "identity": scores["identity"], "color": scores["color"],
+                              "seam_flicker": at, "inside_flicker": inside})  # fmt: skip
+    gt_identity = float(np.mean([
+        score_clip(render(place(s, np.random.default_rng(0), args.seconds, 64, 64, strict=False),
+                          64, 64, n_frames, 8.0), p, 8.0)["identity"]
+        for p, s in moving_scenes(args.long, seed=11)
+    ]))  # fmt: skip
+    t = Table(
+        title=f"long clips: {n_frames} frames ({args.seconds:g} s), {args.long} prompts; ground-truth identity {gt_identity:.3f}"
+    )
+    for c in ("variant", "identity", "colour", "seam flicker", "inside flicker", "ratio", "s/clip"):
+        t.add_column(c, justify="right")
+    summary = {}
+    for name, _ in variants:
+        rs = [r for r in long_rows if r["variant"] == name]
+        m = {
+            k: float(np.mean([r[k] for r in rs]))
+            for k in ("identity", "color", "seam_flicker", "inside_flicker", "seconds")
+        }
+        m["ratio"] = m["seam_flicker"] / max(m["inside_flicker"], 1e-9)
+        summary[name] = m
+        t.add_row(name, f"{m['identity']:.3f}", f"{m['color']:.3f}", f"{m['seam_flicker']:.2f}",
+                  f"{m['inside_flicker']:.2f}", f"{m['ratio']:.2f}", f"{m['seconds']:.1f}")  # fmt: skip
+    console.print(t)
+    report["long"] = {
+        "frames": n_frames,
+        "ground_truth_identity": gt_identity,
+        "summary": summary,
+        "rows": long_rows,
+    }
+
+    # motion strength
+    if micro:
+        settings = (10.0, 80.0, 160.0, 250.0)
+        mm = {}
+        for m in settings:
+            mm[m] = float(np.mean([
+                motion_magnitude(pipe(p, seed=i, motion=m).frames)
+                for i, (p, _) in enumerate(moving_scenes(args.scenes, seed=7))
+            ]))  # fmt: skip
+        report["motion"] = {str(k): v for k, v in mm.items()}
+        t = Table(title="motion strength -> motion magnitude (px/frame), mean over scenes")
+        for m in settings:
+            t.add_column(f"motion {m:g}", justify="right")
+        t.add_row(*(f"{mm[m]:.3f}" for m in settings))
+        console.print(t)
+
+    out = args.output or Path("reports") / f"modes_{Path(args.model).name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1, default=float))
+    console.print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
