@@ -102,7 +102,7 @@ def main() -> None:
         variants.append(("hierarchical", dict(hierarchical=True)))
     long_rows = []
     for name, kw in variants:
-        for i, (prompt, scene) in enumerate(moving_scenes(args.long, seed=11)):
+        for i, (prompt, _scene) in enumerate(moving_scenes(args.long, seed=11)):
             start = time.perf_counter()
             video = pipe(prompt, seed=i, num_frames=n_frames, **kw)
             took = time.perf_counter() - start

@@ -19,6 +19,7 @@ import pytest
 
 ON_CI = os.environ.get("CI", "").lower() == "true"
 PROMPT = "a red circle moving left on a black background"
+IMAGE_PROMPT = "a large red circle moving right on a gradient background"
 
 
 def require(available: bool, reason: str) -> None:
@@ -142,6 +143,31 @@ def postgres_database():
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def world_image(prompt: str = IMAGE_PROMPT, size: int = 64):
+    """The first frame of a Shapes-world scene: ((size, size, 3) uint8, its PNG bytes)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from kinema.world.parse import parse_caption
+    from kinema.world.render import render
+    from kinema.world.sampler import place
+
+    scene = place(parse_caption(prompt), np.random.default_rng(0), 2.0, size, size, strict=False)
+    image = render(scene, size, size, 1, 8.0)[0]
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return image, buffer.getvalue()
+
+
+def psnr(a, b) -> float:
+    import numpy as np
+
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
 
 
 def chromium_path() -> str:

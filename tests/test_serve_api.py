@@ -1,7 +1,8 @@
 """The HTTP API against a real `kinema serve` (one worker), with the official openai package as
-the client: create_and_poll, retrieve, list, download_content (every variant), remix, delete;
-auth, limits and metrics."""
+the client: create_and_poll (from text, and from a start image), retrieve, list,
+download_content (every variant), remix, extend, delete; auth, limits and metrics."""
 
+import base64
 import io
 import os
 import signal
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serve_helpers import PROMPT, serve, wait_for, within
+from serve_helpers import IMAGE_PROMPT, PROMPT, psnr, serve, wait_for, within, world_image
 
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
@@ -185,6 +186,8 @@ def _png() -> bytes:
         ({"extra_body": {"seed": -1}}, "seed", "out_of_range"),
         ({"extra_body": {"solver": "rk4"}}, "solver", "invalid_value"),
         ({"extra_body": {"motion": 0.5}}, "motion", "unsupported"),
+        ({"extra_body": {"fit": "crop"}}, "fit", "invalid_value"),  # no input_reference
+        ({"extra_body": {"image_noise": 0.9}}, "image_noise", "out_of_range"),
         ({"extra_body": {"colour": "red"}}, "colour", "invalid_value"),
         ({"prompt": " "}, "prompt", "invalid_value"),
         ({"prompt": "a" * 1001}, "prompt", "too_long"),
@@ -194,7 +197,11 @@ def _png() -> bytes:
             "input_reference",
             "invalid_file_type",
         ),
-        ({"input_reference": ("ref.png", _png(), "image/png")}, "input_reference", "unsupported"),
+        (
+            {"input_reference": ("ref.png", _png(), "image/png"), "extra_body": {"fit": "zoom"}},
+            "fit",
+            "invalid_value",
+        ),
     ],  # fmt: skip
 )
 def test_bad_requests_name_the_parameter(server, fields, param, code):
@@ -206,7 +213,118 @@ def test_bad_requests_name_the_parameter(server, fields, param, code):
     assert bad.value.response.json()["error"]["type"] == "invalid_request_error"
 
 
-def test_json_body_upload_limit_and_extensions(server, finished):
+def test_motion_is_refused_by_a_model_without_a_motion_input(server):
+    with pytest.raises(openai.BadRequestError) as bad:
+        client(server).videos.create(prompt=PROMPT, extra_body={**TINY, "motion": 200})
+    error = bad.value.body
+    assert error["code"] == "unsupported" and error["param"] == "motion"
+    assert "kinema-tiny" in error["message"] and "motion input" in error["message"]
+
+
+def _download(server, video_id: str, name: str) -> tuple[np.ndarray, float, dict]:
+    path = server.data_dir.parent / name
+    client(server).videos.download_content(video_id).write_to_file(path)
+    return read_video(path)
+
+
+def test_image_to_video_from_an_upload_and_from_a_data_url(server):
+    image, png = world_image()
+    videos = client(server).videos
+    uploaded = within(
+        120, videos.create_and_poll, prompt=IMAGE_PROMPT, seconds="1",
+        input_reference=("start.png", png, "image/png"), extra_body=TINY,
+    )  # fmt: skip
+    assert uploaded.status == "completed", uploaded.error
+    assert uploaded.model_extra["input_reference"] == {
+        "size": "64x64", "fit": "crop", "image_noise": 0.0,
+    }  # fmt: skip
+    frames, _, _ = _download(server, uploaded.id, "from-upload.mp4")
+    assert frames.shape == (9, 64, 64, 3) and psnr(frames[0], image) >= 26  # after H.264
+    assert list((server.data_dir / "videos" / uploaded.id).glob("input.png"))  # kept with the job
+
+    data_url = "data:image/png;base64," + base64.b64encode(png).decode()
+    body = {"prompt": IMAGE_PROMPT, "seconds": 1, "input_reference": {"image_url": data_url},
+            "fit": "pad", **TINY}  # fmt: skip
+    created = httpx.post(f"{server.api}/videos", json=body, headers={"Authorization": "Bearer k1"})
+    assert created.status_code == 200, created.text
+    done = within(120, videos.poll, created.json()["id"], poll_interval_ms=100)
+    assert done.status == "completed" and done.model_extra["input_reference"]["fit"] == "pad"
+    frames, _, _ = _download(server, done.id, "from-data-url.mp4")
+    assert psnr(frames[0], image) >= 26
+
+    remix = within(120, videos.poll, videos.remix(done.id, prompt=IMAGE_PROMPT).id)
+    assert remix.status == "completed" and remix.model_extra["input_reference"]["fit"] == "pad"
+    frames, _, _ = _download(server, remix.id, "remix.mp4")
+    assert psnr(frames[0], image) >= 26  # the remix starts from the same image
+
+
+@pytest.mark.parametrize(
+    "reference, param, code",
+    [
+        ({"image_url": "https://example.com/a.png"}, "input_reference.image_url", "unsupported"),
+        ({"image_url": "data:image/png;base64,!!!"}, "input_reference.image_url", "invalid_value"),
+        (
+            {"image_url": "data:image/png;base64," + base64.b64encode(b"text").decode()},
+            "input_reference",
+            "invalid_file_type",
+        ),
+        ({"file_id": "file_123"}, "input_reference.file_id", "unsupported"),
+    ],  # fmt: skip
+)
+def test_json_input_reference_must_be_a_data_url_of_an_image(server, reference, param, code):
+    body = {"prompt": PROMPT, "input_reference": reference, **TINY}
+    refused = httpx.post(f"{server.api}/videos", json=body, headers={"Authorization": "Bearer k1"})
+    error = refused.json()["error"]
+    assert refused.status_code == 400 and error["param"] == param and error["code"] == code, error
+
+
+def test_extend_a_completed_video(server, finished):
+    videos = client(server).videos
+    source, _, _ = _download(server, finished.id, "source.mp4")
+    extended = videos.extend(prompt="it keeps moving left", seconds="1", video={"id": finished.id})
+    assert extended.model_extra["extended_from_video_id"] == finished.id
+    done = within(120, videos.poll, extended.id, poll_interval_ms=100)
+    assert done.status == "completed", done.error
+    assert done.model_extra["num_frames"] == 17 and done.seconds == "2"
+    assert done.model_extra["steps"] == 2 and done.model_extra["seed"] == 5  # the source's
+    frames, fps, meta = _download(server, done.id, "extended.mp4")
+    assert frames.shape == (17, 64, 64, 3) and fps == 8
+    assert meta["extended_from"] == finished.id and meta["mode"] == "extension"
+    for i in range(5):  # kept as they were (the last 4 are cross-faded into the new part)
+        assert psnr(frames[i], source[i]) >= 30, i
+
+
+def test_extension_errors(server, finished):
+    headers = {"Authorization": "Bearer k1"}
+    url = f"{server.api}/videos/extensions"
+    as_form = {"prompt": "it keeps moving", "seconds": "1", "video[id]": "video_" + "1" * 32}
+    unknown = httpx.post(url, headers=headers, files={}, data=as_form)
+    assert unknown.status_code == 404  # the form spelling of {"video": {"id": ...}}
+    videos = client(server).videos
+    with pytest.raises(openai.NotFoundError):
+        videos.extend(prompt="it keeps moving", seconds="1", video={"id": "video_" + "2" * 32})
+    with pytest.raises(openai.NotFoundError):  # another key's video
+        client(server, "k2").videos.extend(prompt="more", seconds="1", video={"id": finished.id})
+    running = videos.create(prompt=PROMPT, seconds="2", extra_body={"steps": 20})
+    not_ready = httpx.post(url, headers=headers,
+                           json={"prompt": "more", "seconds": 1, "video": {"id": running.id}})  # fmt: skip
+    assert not_ready.status_code == 409 and not_ready.json()["error"]["param"] == "video"
+    videos.delete(running.id)
+    for seconds, code in (("0", "out_of_range"), ("60", "out_of_range"), ("soon", "invalid_value")):
+        bad = httpx.post(url, headers=headers,
+                         json={"prompt": "more", "seconds": seconds, "video": {"id": finished.id}})  # fmt: skip
+        error = bad.json()["error"]
+        assert bad.status_code == 400 and error["param"] == "seconds" and error["code"] == code
+    with pytest.raises(openai.BadRequestError) as not_mp4:
+        videos.extend(prompt="it keeps moving", seconds="1", video=("a.mp4", b"junk", "video/mp4"))
+    assert not_mp4.value.body["param"] == "video"
+    mp4 = ("a.mp4", b"\0\0\0\x18ftypisom" + b"\0" * 64, "video/mp4")
+    with pytest.raises(openai.BadRequestError) as upload:
+        videos.extend(prompt="it keeps moving", seconds="1", video=mp4)
+    assert upload.value.body["param"] == "video" and upload.value.body["code"] == "unsupported"
+
+
+def test_json_body_upload_limit(server):
     headers = {"Authorization": "Bearer k1"}
     created = httpx.post(f"{server.api}/videos", headers=headers,
                          json={"prompt": PROMPT, "seconds": 0, "steps": 2})  # fmt: skip
@@ -216,20 +334,6 @@ def test_json_body_upload_limit_and_extensions(server, finished):
     with pytest.raises(openai.APIStatusError) as big:
         client(server).videos.create(prompt=PROMPT, input_reference=huge)
     assert big.value.status_code == 413
-    extend = {"prompt": "it keeps moving", "seconds": "1", "video": {"id": finished.id}}
-    refused = httpx.post(f"{server.api}/videos/extensions", headers=headers, json=extend)
-    error = refused.json()["error"]
-    assert (
-        refused.status_code == 400 and error["code"] == "unsupported" and error["param"] == "video"
-    )
-    assert "not supported by this model yet" in error["message"]
-    as_form = {"prompt": "it keeps moving", "seconds": "1", "video[id]": "video_" + "1" * 32}
-    unknown = httpx.post(f"{server.api}/videos/extensions", headers=headers, files={}, data=as_form)
-    assert unknown.status_code == 404  # the form spelling of {"video": {"id": ...}}
-    videos = client(server).videos  # the SDK (this version) sends only files for `video`
-    with pytest.raises(openai.BadRequestError) as not_mp4:
-        videos.extend(prompt="it keeps moving", seconds="1", video=("a.mp4", b"junk", "video/mp4"))
-    assert not_mp4.value.body["param"] == "video"
     wrong_type = httpx.post(f"{server.api}/videos", headers={**headers, "Content-Type": "text/plain"},
                             content=b"prompt")  # fmt: skip
     assert wrong_type.status_code == 415

@@ -1,23 +1,24 @@
 """The HTTP API: the OpenAI Videos API on FastAPI, over the job store.
 
-    POST   /v1/videos                  create (multipart as the official SDK sends it, or JSON)
+    POST   /v1/videos                  create (multipart as the official SDK sends it, or JSON);
+                                       input_reference: a start image (a file, or a data URL)
     GET    /v1/videos                  list the key's videos (after, limit, order)
     GET    /v1/videos/{id}             retrieve; `openai-poll-after-ms` while it runs
     DELETE /v1/videos/{id}             delete (cancels it if it is still running)
     GET    /v1/videos/{id}/content     ?variant=video|thumbnail|spritesheet
     POST   /v1/videos/{id}/remix       a new job from the original's settings and a new prompt
     POST   /v1/videos/{id}/cancel      kinema's own: stop a queued or running job
-    POST   /v1/videos/extensions       checked, then refused: no known-frames entry point yet
+    POST   /v1/videos/extensions       a completed video followed by `seconds` more
     GET    /metrics  /healthz          operations; /ui is the web app (ui.py)
 
 The API process never loads the model: requests are checked against the model's configs (read
-from its weight headers) and queued; workers generate.
+from its weight headers) and queued; workers generate. Files a job is made from (a start image,
+the clip to extend) are stored with the job before it is queued (storage.py).
 """
 
 from __future__ import annotations
 
 import copy
-import io
 import json
 import re
 import time
@@ -37,6 +38,10 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 import kinema
+from kinema.io.images import ImageError
+from kinema.io.video import VideoError
+from kinema.pipeline.conditioning import ConditioningError
+from kinema.pipeline.text_to_video import GenerationError
 from kinema.serve import errors
 from kinema.serve.auth import Auth
 from kinema.serve.config import ServeConfig
@@ -49,6 +54,7 @@ from kinema.serve.jobs import (
     JobStore,
     QueueFull,
     UnknownCursor,
+    new_job_id,
 )
 from kinema.serve.metrics import Metrics
 from kinema.serve.schemas import (
@@ -56,22 +62,23 @@ from kinema.serve.schemas import (
     DeletedVideo,
     ErrorBody,
     ExtendBody,
+    InputReferenceInfo,
     RemixBody,
     Video,
-    VideoError,
     VideoList,
 )
-from kinema.serve.storage import JOB_ID, VARIANTS, Storage
+from kinema.serve.schemas import VideoError as VideoErrorBody
+from kinema.serve.storage import JOB_ID, SOURCE_VIDEO, VARIANTS, Storage
 from kinema.serve.validation import (
+    JobSpec,
     ModelInfo,
     check_text,
+    extension_spec,
     job_spec,
     parse_fields,
-    parse_seconds,
     unsupported,
 )
 
-_IMAGE_FORMATS = {"PNG", "JPEG", "WEBP"}
 _NESTED = re.compile(r"(\w+)\[(\w+)\]")  # multipart spelling of {"video": {"id": ...}}
 
 
@@ -98,25 +105,61 @@ class Services:
 
     # ------------------------------------------------------------ shared by API and UI
 
-    def submit(self, owner: str, fields: dict) -> Job:
-        spec = job_spec(fields, self.model, self.config.limits, self.config.defaults)
-        return self._create(owner, spec.prompt, spec.params)
+    def submit(self, owner: str, fields: dict, upload: bytes | None = None) -> Job:
+        """A create request's fields, and its uploaded input_reference (if any), as a job."""
+        spec = job_spec(fields, self.model, self.config.limits, self.config.defaults, upload)
+        return self._create(owner, spec)
 
     def remix(self, owner: str, source: Job, prompt: str) -> Job:
         prompt = check_text(prompt, "prompt", self.config.limits)
-        return self._create(owner, prompt, source.params, remixed_from=source.id)
+        spec = JobSpec(prompt, self.model.name, source.params)
+        return self._create(owner, spec, remixed_from=source.id, files=self._inputs(source))
+
+    def extend(self, owner: str, body: ExtendBody) -> Job:
+        """A job that continues completed video body.video.id (of this owner)."""
+        source = self.owned(owner, body.video.id)
+        if source.status != COMPLETED:
+            state = "failed" if source.status == FAILED else "is not completed yet"
+            raise ApiError(409, f"video {source.id} {state}: only a completed video can be "
+                           "extended", param="video", code="video_not_ready")  # fmt: skip
+        spec = extension_spec(body, source.id, source.params, self.model, self.config.limits,
+                              self.config.defaults)  # fmt: skip
+        return self._create(owner, spec, files={SOURCE_VIDEO: self.file(source, "video")})
 
     def _create(
-        self, owner: str, prompt: str, params: dict, remixed_from: str | None = None
+        self, owner: str, spec: JobSpec, remixed_from: str | None = None, files: dict | None = None
     ) -> Job:
-        limit = self.config.limits.max_active_per_key
+        """Store the job's input files under a fresh id, then queue it, so that a worker never
+        sees a job without its files. files: {input name: path of a file to take as it is}."""
+        job_id = new_job_id()
         try:
-            return self.store.create(owner, self.model.name, prompt, params, limit, remixed_from)
+            for name, data in spec.inputs.items():
+                self.storage.put_input(job_id, name, data)
+            for name, path in (files or {}).items():
+                self.storage.copy_input(path, job_id, name)
+            limit = self.config.limits.max_active_per_key
+            return self.store.create(owner, self.model.name, spec.prompt, spec.params, limit,
+                                     remixed_from, job_id)  # fmt: skip
         except QueueFull as e:
+            self.storage.remove(job_id)
             raise ApiError(
                 429, f"{e}: wait for some to finish", param=None, code="too_many_queued_jobs",
                 headers={"Retry-After": "5"},
             ) from None  # fmt: skip
+        except BaseException:
+            self.storage.remove(job_id)
+            raise
+
+    def _inputs(self, job: Job) -> dict:
+        """{name: path} of the input files a job was made from; 404 once they have expired."""
+        p = job.params
+        names = [(p.get("input_reference") or {}).get("file"),
+                 SOURCE_VIDEO if p.get("extended_from") else None]  # fmt: skip
+        paths = {n: self.storage.input_path(job.id, n) for n in names if n}
+        if paths and (job.purged_at is not None or not all(f.is_file() for f in paths.values())):
+            raise ApiError(404, f"the files of video {job.id} have expired", param="video_id",
+                           code="expired")  # fmt: skip
+        return paths
 
     def owned(self, owner: str, video_id: str) -> Job:
         job = self.store.get(video_id, owner) if JOB_ID.fullmatch(video_id) else None
@@ -139,7 +182,9 @@ class Services:
 
 def video_object(job: Job) -> Video:
     p = job.params
-    error = VideoError(code=job.error_code or "failed", message=job.error_message or "failed")
+    reference = p.get("input_reference")
+    image = reference and {k: reference[k] for k in ("size", "fit", "image_noise")}
+    error = VideoErrorBody(code=job.error_code or "failed", message=job.error_message or "failed")
     return Video(
         id=job.id, status=job.status, progress=100 if job.status == COMPLETED else job.progress,
         created_at=int(job.created_at),
@@ -150,7 +195,8 @@ def video_object(job: Job) -> Video:
         remixed_from_video_id=job.remixed_from, seed=p["seed"], steps=p["steps"],
         guidance=p["guidance"], fps=p["fps"], num_frames=p["num_frames"],
         negative_prompt=p["negative_prompt"], solver=p["solver"], telemetry=job.telemetry,
-        quality=job.quality,
+        quality=job.quality, extended_from_video_id=p.get("extended_from"), motion=p.get("motion"),
+        input_reference=InputReferenceInfo(**image) if image else None,
     )  # fmt: skip
 
 
@@ -221,23 +267,6 @@ async def _read_form(request: Request, body: bytes) -> tuple[dict, dict[str, byt
     finally:
         await form.close()
     return fields, files
-
-
-def check_image(data: bytes, param: str, limit: int) -> None:
-    from PIL import Image, UnidentifiedImageError
-
-    if len(data) > limit:
-        raise ApiError(413, f"{param} is {len(data)} bytes; the limit is {limit}", param=param,
-                       code="file_too_large")  # fmt: skip
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            kind = image.format
-            image.verify()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        kind = None
-    if kind not in _IMAGE_FORMATS:
-        raise ApiError(400, f"{param} must be a PNG, JPEG or WebP image", param=param,
-                       code="invalid_file_type")  # fmt: skip
 
 
 def check_mp4(data: bytes, param: str, limit: int) -> None:
@@ -335,13 +364,22 @@ VideoId = Annotated[str, Path(pattern=f"^{JOB_ID.pattern}$", description="a vide
 def create_app(services: Services, ui: bool = False) -> FastAPI:
     config = services.config
     limits = config.limits
-    upload_cap = limits.max_upload_bytes + 256 * 1024  # room for the form fields around a file
+    # room for the form fields around a file, or for base64 (4/3) in a JSON data URL
+    upload_cap = limits.max_upload_bytes * 4 // 3 + 256 * 1024
     app = FastAPI(
         title="kinema", version=kinema.__version__,
         description="Text to video, in the OpenAI Videos API format.",
     )  # fmt: skip
     app.state.services = services
     errors.install(app)
+
+    @app.exception_handler(GenerationError)
+    @app.exception_handler(ConditioningError)
+    @app.exception_handler(ImageError)
+    @app.exception_handler(VideoError)
+    async def pipeline_refused(request: Request, exc: ValueError):
+        """The pipeline's own checks (the API checks first; this is the net under them)."""
+        return ApiError(400, str(exc), code="invalid_value").response()
 
     @app.exception_handler(SQLAlchemyError)
     async def store_unavailable(request: Request, exc: SQLAlchemyError):
@@ -375,16 +413,11 @@ def create_app(services: Services, ui: bool = False) -> FastAPI:
     )  # fmt: skip
     async def create_video(request: Request, who: Owner):
         fields, files = await read_body(request, upload_cap)
-        if "input_reference" in files:
-            check_image(files["input_reference"], "input_reference", limits.max_upload_bytes)
-            fields.pop("input_reference", None)
-            job_spec({**fields, "input_reference": None}, services.model, limits, config.defaults)
-            raise unsupported("input_reference", "an input reference image", services.model.name)
         unknown = set(files) - {"input_reference"}
         if unknown:
             raise ApiError(400, f"unexpected file field {sorted(unknown)[0]!r}",
                            param=sorted(unknown)[0], code="invalid_value")  # fmt: skip
-        job = await run_in_threadpool(services.submit, who, fields)
+        job = await run_in_threadpool(services.submit, who, fields, files.get("input_reference"))
         return _video_response(job, config)
 
     @app.get(
@@ -458,7 +491,7 @@ def create_app(services: Services, ui: bool = False) -> FastAPI:
     @app.post(
         "/v1/videos/extensions", response_model=Video, responses=_responses(404, 409, 413, 415),
         openapi_extra=_request_body(ExtendBody, ("video",)),
-        summary="Extend a video (checked, then refused: not supported by this model yet)",
+        summary="Extend a completed video: its clip followed by `seconds` more",
     )  # fmt: skip
     async def extend_video(request: Request, who: Owner):
         fields, files = await read_body(request, upload_cap)
@@ -466,14 +499,11 @@ def create_app(services: Services, ui: bool = False) -> FastAPI:
             check_mp4(files["video"], "video", limits.max_upload_bytes)
             fields["video"] = {"id": "upload"}
         body = parse_fields(ExtendBody, fields)
-        check_text(body.prompt, "prompt", limits)
-        parse_seconds(body.seconds, limits, config.defaults)
-        if "video" not in files:
-            source = await run_in_threadpool(services.owned, who, body.video.id)
-            if source.status != COMPLETED:
-                raise ApiError(409, f"video {source.id} is not completed", param="video",
-                               code="video_not_ready")  # fmt: skip
-        raise unsupported("video", "extending a video", services.model.name)
+        if "video" in files:
+            raise unsupported("video", "extending an uploaded video", "this server",
+                              "name a completed video of this server in video[id]")  # fmt: skip
+        job = await run_in_threadpool(services.extend, who, body)
+        return _video_response(job, config)
 
     app.openapi = lambda: _openapi(app)
     if ui:

@@ -20,6 +20,7 @@ class Limits:
     max_pixels: int = 256 * 256  # width x height of one frame
     max_steps: int = 50
     max_upload_bytes: int = 10 * 1024 * 1024
+    max_extended_seconds: float = 32.0  # the whole clip after an extension
     max_active_per_key: int = 8  # queued + in progress; one more is 429
 
 

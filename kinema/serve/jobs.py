@@ -290,8 +290,10 @@ class JobStore:
         params: dict,
         max_active: int | None = None,
         remixed_from: str | None = None,
+        job_id: str | None = None,
     ) -> Job:
-        """Queue a job; QueueFull when the owner already has max_active unfinished jobs."""
+        """Queue a job; QueueFull when the owner already has max_active unfinished jobs.
+        job_id: an id from new_job_id(), for a job whose input files were written first."""
         with self._write() as conn:
             if self.dialect == "postgresql":  # serialise one owner's check-then-insert
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:o))"), {"o": owner})
@@ -306,7 +308,7 @@ class JobStore:
                 if active >= max_active:
                     raise QueueFull(active, max_active)
             now = _now(conn)
-            job_id = new_job_id()
+            job_id = job_id or new_job_id()
             conn.execute(
                 insert(jobs).values(
                     id=job_id,

@@ -43,7 +43,15 @@ class CreateVideoBody(BaseModel):
     fps: float | None = Field(None, gt=0, description="frames per second")
     negative_prompt: str | None = Field(None, description="what not to show")
     solver: str | None = Field(None, description="euler or heun")
-    motion: float | None = Field(None, description="motion strength (not supported by kinema-tiny)")
+    motion: float | None = Field(
+        None, description="motion strength 0..255 (models with a motion input only)"
+    )
+    fit: Literal["crop", "pad", "resize"] | None = Field(
+        None, description="how input_reference meets the clip's size (default crop)"
+    )
+    image_noise: float | None = Field(
+        None, ge=0, le=0.5, description="0 holds input_reference exactly; more loosens it"
+    )
 
 
 class RemixBody(BaseModel):
@@ -52,10 +60,19 @@ class RemixBody(BaseModel):
 
 
 class ExtendBody(BaseModel):
+    """POST /v1/videos/extensions: the clip of `video` followed by `seconds` more. The fields
+    after `video` are kinema's own; left out, they are the source video's."""
+
     model_config = _STRICT
-    prompt: str = Field(pattern=r"\S")
-    seconds: str | float
+    prompt: str = Field(pattern=r"\S", description="what happens next")
+    seconds: str | float = Field(description="seconds to add")
     video: VideoReference
+    seed: int | None = Field(None, ge=0)
+    steps: int | None = Field(None, ge=1)
+    guidance: float | None = Field(None, ge=0, le=50)
+    negative_prompt: str | None = None
+    solver: str | None = None
+    motion: float | None = Field(None, description="motion strength 0..255 (see create)")
 
 
 class VideoError(BaseModel):
@@ -70,6 +87,14 @@ class Telemetry(BaseModel):
     attempts: int
     cost_estimate_usd: float
     stages: dict[str, float]
+
+
+class InputReferenceInfo(BaseModel):
+    """The start image a video was made from."""
+
+    size: str  # as uploaded, WIDTHxHEIGHT
+    fit: str
+    image_noise: float
 
 
 class Video(BaseModel):
@@ -87,6 +112,9 @@ class Video(BaseModel):
     error: VideoError | None = None
     remixed_from_video_id: str | None = None
     # kinema's own
+    extended_from_video_id: str | None = None
+    input_reference: InputReferenceInfo | None = None
+    motion: float | None = None
     seed: int
     steps: int
     guidance: float

@@ -1,9 +1,12 @@
-"""A job's files, addressed by id only: data_dir/videos/<job id>/<claim token>/<variant file>.
+"""A job's files, addressed by id only: data_dir/videos/<job id>/<claim token>/<variant file>,
+and the files it is made from beside them: data_dir/videos/<job id>/<input file>.
 
 Nothing from a request reaches a path: ids and tokens are checked against their exact formats
 (and looked up in the job store first), variants come from a fixed table. Each attempt writes
 under its own claim token, so a worker whose lease was taken over never touches the files of the
 attempt that completed; every file is written to a temporary name and renamed into place.
+Inputs (a start image, the clip to extend) are written before the job is queued, so any worker
+that shares the data directory finds them, and they go when the job's folder goes.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 JOB_ID = re.compile(r"video_[0-9a-f]{32}")
@@ -24,6 +28,11 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "thumbnail": ("thumbnail.webp", "image/webp"),
     "spritesheet": ("spritesheet.jpg", "image/jpeg"),
 }
+
+# the files a job may be made from, by name (the name is what the job's params record)
+IMAGE_INPUTS = {"PNG": "input.png", "JPEG": "input.jpg", "WEBP": "input.webp"}
+SOURCE_VIDEO = "source.mp4"
+INPUTS = frozenset({*IMAGE_INPUTS.values(), SOURCE_VIDEO})
 
 
 class Storage:
@@ -46,6 +55,33 @@ class Storage:
 
     def path(self, job_id: str, token: str, variant: str) -> Path:
         return self.attempt_dir(job_id, token) / VARIANTS[variant][0]
+
+    def input_path(self, job_id: str, name: str) -> Path:
+        if name not in INPUTS:
+            raise ValueError(f"not an input file name: {name!r}")
+        return self.job_dir(job_id) / name
+
+    def put_input(self, job_id: str, name: str, data: bytes) -> Path:
+        path = self.input_path(job_id, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_atomic(path, data)
+
+    def copy_input(self, source: Path, job_id: str, name: str) -> Path:
+        """A file (another job's output or input) as this job's input: a hard link where the
+        file system allows it (files are never changed once written), else a copy."""
+        path = self.input_path(job_id, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            try:
+                os.link(source, tmp)
+            except OSError:
+                shutil.copyfile(source, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return path
 
     def remove(self, job_id: str, token: str | None = None) -> None:
         """All files of a job, or of one attempt (then the job's folder too if it is empty)."""

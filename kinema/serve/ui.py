@@ -1,8 +1,8 @@
 """The web UI: a Gradio app mounted at /ui on the API's server, using the same job queue.
 
-A prompt, an optional start image, settings, a progress bar driven by the sampler, the finished
-video with its download button, and a gallery of the key's past videos with their quality
-reports and telemetry. With API keys configured, the UI asks for one and shows only that key's
+A prompt, an optional start image (the clip starts from it), settings, a progress bar driven by
+the sampler, the finished video with its download button, and a gallery of the key's past videos
+with their quality reports and telemetry. With API keys configured, the UI asks for one and shows only that key's
 videos. Gradio serves files only from its own cache, so the UI hands it copies made in a private
 temporary folder; the data directory itself is never exposed.
 """
@@ -25,9 +25,9 @@ atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 import gradio as gr  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
+from kinema.pipeline.conditioning import FIT_MODES  # noqa: E402
 from kinema.serve.errors import ApiError  # noqa: E402
 from kinema.serve.jobs import COMPLETED, FAILED, Job  # noqa: E402
-from kinema.serve.validation import unsupported  # noqa: E402
 
 EXAMPLES = [
     "a red circle moving left on a black background",
@@ -59,7 +59,8 @@ def _report(job: Job) -> dict:
     return {
         "id": job.id, "status": job.status, "prompt": job.prompt, "seed": p["seed"],
         "size": f"{p['width']}x{p['height']}", "frames": p["num_frames"], "fps": p["fps"],
-        "steps": p["steps"], "quality": job.quality, "telemetry": job.telemetry,
+        "steps": p["steps"], "start_image": p.get("input_reference"),
+        "extended_from": p.get("extended_from"), "quality": job.quality, "telemetry": job.telemetry,
         "error": job.error_message if job.status == FAILED else None,
     }  # fmt: skip
 
@@ -93,7 +94,7 @@ def build_ui(services) -> gr.Blocks:
         ids = [j.id for j, (thumb, _) in zip(done, items, strict=True) if thumb is not None]
         return shown, ids
 
-    def generate(key, prompt, image, seconds, size, steps, guidance, seed, negative,
+    def generate(key, prompt, image, fit, seconds, size, steps, guidance, seed, negative,
                  progress=gr.Progress()):  # noqa: B008 (Gradio's way)  # fmt: skip
         who = owner(key)
         fields = {
@@ -102,10 +103,16 @@ def build_ui(services) -> gr.Blocks:
         }  # fmt: skip
         if seed is not None and int(seed) >= 0:
             fields["seed"] = int(seed)
+        upload = None
+        if image:  # a file in Gradio's cache: the same checks as an API upload
+            size = Path(image).stat().st_size
+            if size > limits.max_upload_bytes:
+                raise gr.Error(f"the start image is {size} bytes; the limit is "
+                               f"{limits.max_upload_bytes}")  # fmt: skip
+            upload = Path(image).read_bytes()
+            fields["fit"] = fit
         try:
-            if image:
-                raise unsupported("input_reference", "a start image", services.model.name)
-            job = services.submit(who, fields)
+            job = services.submit(who, fields, upload)
         except ApiError as e:
             raise gr.Error(e.message) from None
         progress(0.0, desc="queued")
@@ -138,8 +145,8 @@ def build_ui(services) -> gr.Blocks:
                     label="Prompt", lines=2, placeholder=EXAMPLES[0], elem_id="prompt"
                 )
                 gr.Examples(EXAMPLES, inputs=prompt)
-                image = gr.Image(label="Start image (optional; not supported by this model yet)",
-                                 type="filepath", sources=["upload"])  # fmt: skip
+                image = gr.Image(label="Start image (optional: the clip starts from it)",
+                                 type="filepath", sources=["upload"], elem_id="start-image")  # fmt: skip
                 with gr.Accordion("Settings", open=False):
                     seconds = gr.Slider(0, limits.max_seconds, value=float(defaults.seconds),
                                         step=0.5, label="Seconds")  # fmt: skip
@@ -149,6 +156,8 @@ def build_ui(services) -> gr.Blocks:
                         1, limits.max_steps, value=defaults.steps, step=1, label="Steps"
                     )
                     guidance = gr.Slider(0, 15, value=defaults.guidance, step=0.5, label="Guidance")
+                    fit = gr.Radio(list(FIT_MODES), value="crop",
+                                   label="Start image of another size: crop, pad or resize")  # fmt: skip
                     seed = gr.Number(-1, precision=0, label="Seed (-1: random)")
                     negative = gr.Textbox(label="Negative prompt")
                 run = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -163,7 +172,7 @@ def build_ui(services) -> gr.Blocks:
         past = gr.Gallery(label="Past videos (select one for its video and report)", columns=8,
                           height=240, elem_id="gallery", allow_preview=False)  # fmt: skip
         run.click(
-            generate, [key, prompt, image, seconds, size, steps, guidance, seed, negative],
+            generate, [key, prompt, image, fit, seconds, size, steps, guidance, seed, negative],
             [video, report, status, past, ids], concurrency_limit=None, show_progress_on=[video],
         )  # fmt: skip
         refresh.click(gallery, [key], [past, ids])

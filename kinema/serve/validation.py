@@ -2,14 +2,19 @@
 
 The model's own rules (sizes the VAE and patching can take, frame counts, guidance range) come
 from `check_settings`, read from the served model's weight headers without loading any weights;
-the server's limits (config.Limits) come on top.
+the server's limits (config.Limits) come on top. Uploaded images are checked here too (type,
+size, that they decode), so that what reaches a worker is something the pipeline takes.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import json
+import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from pydantic import BaseModel, ValidationError
@@ -17,6 +22,7 @@ from safetensors import safe_open
 
 from kinema.dit.transformer import DiTConfig
 from kinema.models import resolve_model
+from kinema.pipeline.conditioning import FIT_MODES
 from kinema.pipeline.text_to_video import (
     GenerationError,
     GenerationSettings,
@@ -26,24 +32,25 @@ from kinema.pipeline.text_to_video import (
 from kinema.sampling.solvers import SOLVERS
 from kinema.serve.config import Defaults, Limits
 from kinema.serve.errors import ApiError
+from kinema.serve.storage import IMAGE_INPUTS
 from kinema.vae.causal_vae import VAEConfig
 
 MAX_SEED = 2**63 - 1
+MAX_IMAGE_PIXELS = 4096 * 4096  # of an input image (it is fitted to the clip's size)
+MAX_IMAGE_NOISE = 0.5
+_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[^;,]*)*);base64,(.*)", re.I | re.S)
 
 # what the first words of a check_settings problem are about -> the request parameter
 _PARAM_OF_PROBLEM = {
     "width": "size", "height": "size", "size": "size", "frame": "seconds", "steps": "steps",
-    "guidance": "guidance", "fps": "fps", "unknown": "solver",
+    "guidance": "guidance", "fps": "fps", "unknown": "solver", "motion": "motion",
+    "image": "image_noise",
 }  # fmt: skip
 
 
-def unsupported(param: str, what: str, model: str) -> ApiError:
-    return ApiError(
-        400,
-        f"{what} is not supported by this model yet ({model} generates from text only)",
-        param=param,
-        code="unsupported",
-    )
+def unsupported(param: str, what: str, model: str, reason: str) -> ApiError:
+    return ApiError(400, f"{what} is not supported by {model}: {reason}", param=param,
+                    code="unsupported")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -66,13 +73,21 @@ class ModelInfo:
             model, SimpleNamespace(cfg=vae), SimpleNamespace(cfg=DiTConfig(**configs["dit"]))
         )
 
+    @property
+    def has_motion(self) -> bool:
+        """The model has a motion-strength input (micro-conditioning), so `motion` is taken."""
+        return bool(self.dit.cfg.micro_conditioning)
+
 
 @dataclass(frozen=True)
 class JobSpec:
     prompt: str
     model: str
     params: dict  # width, height, num_frames, fps, steps, guidance, negative_prompt, seed,
-    # solver, and seconds as asked ("4")
+    # solver, seconds as asked ("4"), motion (None: the model's choice), input_reference
+    # ({file, size, fit, image_noise} or None); an extension adds extended_from (the source
+    # video's id) and extend_seconds
+    inputs: dict[str, bytes] = field(default_factory=dict)  # files to store with the job, by name
 
 
 _PATTERN_MESSAGES = {
@@ -159,8 +174,143 @@ def _bounded(value, lo, hi, param: str):
     return value
 
 
-def job_spec(fields: dict, info: ModelInfo, limits: Limits, defaults: Defaults) -> JobSpec:
-    """Check a create request's fields (files aside) and turn them into a job spec."""
+def _too_large(param: str, size: int, limit: int) -> ApiError:
+    return ApiError(413, f"{param} is {size} bytes; the limit is {limit}", param=param,
+                    code="file_too_large")  # fmt: skip
+
+
+def check_image(data: bytes, param: str, limit: int) -> tuple[str, int, int]:
+    """(format, width, height) of an image that decodes: PNG, JPEG or WebP, at most `limit`
+    bytes and MAX_IMAGE_PIXELS pixels; otherwise a 413 or 400 naming `param`."""
+    from PIL import Image, UnidentifiedImageError
+
+    if len(data) > limit:
+        raise _too_large(param, len(data), limit)
+    kind, width, height = None, 0, 0
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            kind, (width, height) = image.format, image.size
+            if kind in IMAGE_INPUTS and width * height <= MAX_IMAGE_PIXELS:
+                image.load()  # truncated or corrupt pixel data fails here, not in a worker
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
+            Image.DecompressionBombError):  # fmt: skip
+        if width * height <= MAX_IMAGE_PIXELS:
+            kind = None
+    if kind not in IMAGE_INPUTS:
+        raise ApiError(400, f"{param} must be a PNG, JPEG or WebP image", param=param,
+                       code="invalid_file_type")  # fmt: skip
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ApiError(400, f"{param} is {width}x{height}; the limit is {MAX_IMAGE_PIXELS} pixels "
+                       "(it is fitted to the clip's size anyway)", param=param,
+                       code="out_of_range")  # fmt: skip
+    return kind, width, height
+
+
+def image_from_reference(ref, limit: int) -> bytes:
+    """The bytes of a JSON input_reference (schemas.ImageReference): a base64 data URL. Nothing
+    can be downloaded from here, so remote URLs and file ids are refused."""
+    if ref.file_id is not None:
+        raise ApiError(400, "input_reference.file_id: this server has no files API; upload the "
+                       "image as a file (multipart) or send image_url as a base64 data URL",
+                       param="input_reference.file_id", code="unsupported")  # fmt: skip
+    param = "input_reference.image_url"
+    url = (ref.image_url or "").strip()
+    if not url:
+        raise ApiError(400, "input_reference needs image_url (a base64 data URL such as "
+                       "data:image/png;base64,...) or an uploaded file", param=param,
+                       code="invalid_value")  # fmt: skip
+    found = _DATA_URL.fullmatch(url)
+    if found is None:
+        remote = url.split(":", 1)[0].lower() in ("http", "https", "ftp", "s3", "gs", "file")
+        message = (
+            "this server cannot download images; send the image itself as a base64 data URL "
+            "(data:image/png;base64,...) or upload it as a file (multipart)"
+            if remote
+            else "must be a base64 data URL such as data:image/png;base64,..."
+        )
+        raise ApiError(400, f"{param}: {message}", param=param,
+                       code="unsupported" if remote else "invalid_value")  # fmt: skip
+    encoded = "".join(found[3].split())
+    if len(encoded) // 4 * 3 > limit:
+        raise _too_large(param, len(encoded) // 4 * 3, limit)
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, f"{param}: the data URL is not valid base64", param=param,
+                       code="invalid_value") from None  # fmt: skip
+
+
+def _check_settings(settings: GenerationSettings, info: ModelInfo) -> None:
+    try:
+        check_settings(settings, info.vae, info.dit)
+    except GenerationError as e:
+        first = str(e).split()[0] if str(e) else ""
+        raise ApiError(
+            400, str(e), param=_PARAM_OF_PROBLEM.get(first), code="invalid_value"
+        ) from None
+
+
+def _motion(value: float | None, info: ModelInfo) -> float | None:
+    if value is None:
+        return None
+    if not info.has_motion:
+        reason = "it has no motion input (micro-conditioning); leave motion out"
+        raise unsupported("motion", "motion strength", info.name, reason)
+    return _bounded(value, 0, 255, "motion")
+
+
+def _sampler(body, base: dict, limits: Limits) -> dict:
+    """steps, guidance, negative_prompt, solver and seed: the body's, else those of `base`."""
+    steps = _bounded(body.steps if body.steps is not None else base["steps"], 1,
+                     limits.max_steps, "steps")  # fmt: skip
+    seed = body.seed if body.seed is not None else base["seed"]
+    _bounded(seed, 0, MAX_SEED, "seed")
+    negative = body.negative_prompt if body.negative_prompt is not None else base["negative_prompt"]
+    negative = check_text(negative, "negative_prompt", limits, required=False)
+    solver = body.solver or base["solver"]
+    if solver not in SOLVERS:
+        raise ApiError(400, f"unknown solver {solver!r}; known: {', '.join(SOLVERS)}",
+                       param="solver", code="invalid_value")  # fmt: skip
+    guidance = body.guidance if body.guidance is not None else base["guidance"]
+    return {"steps": steps, "guidance": guidance, "negative_prompt": negative, "seed": seed,
+            "solver": solver}  # fmt: skip
+
+
+def _input_reference(body, upload: bytes | None, limits: Limits) -> tuple[dict | None, dict]:
+    """The start image: (its params entry, {file name: bytes}), or (None, {})."""
+    if upload is not None and body.input_reference is not None:
+        raise ApiError(400, "input_reference is given twice (a file and a field); send one",
+                       param="input_reference", code="invalid_value")  # fmt: skip
+    if upload is None and body.input_reference is None:
+        for name in ("fit", "image_noise"):
+            if getattr(body, name) is not None:
+                raise ApiError(400, f"{name} applies to an input_reference; send one or leave "
+                               f"{name} out", param=name, code="invalid_value")  # fmt: skip
+        return None, {}
+    data = upload
+    if data is None:
+        data = image_from_reference(body.input_reference, limits.max_upload_bytes)
+    kind, width, height = check_image(data, "input_reference", limits.max_upload_bytes)
+    fit = body.fit or "crop"
+    if fit not in FIT_MODES:
+        raise ApiError(400, f"unknown fit {fit!r}; known: {', '.join(FIT_MODES)}", param="fit",
+                       code="invalid_value")  # fmt: skip
+    noise = body.image_noise if body.image_noise is not None else 0.0
+    _bounded(noise, 0, MAX_IMAGE_NOISE, "image_noise")
+    name = IMAGE_INPUTS[kind]
+    entry = {"file": name, "size": f"{width}x{height}", "fit": fit, "image_noise": noise}
+    return entry, {name: data}
+
+
+def job_spec(
+    fields: dict,
+    info: ModelInfo,
+    limits: Limits,
+    defaults: Defaults,
+    upload: bytes | None = None,
+) -> JobSpec:
+    """Check a create request's fields and its uploaded input_reference (if any) and turn them
+    into a job spec."""
     from kinema.serve.schemas import CreateVideoBody
 
     body = parse_fields(CreateVideoBody, fields)
@@ -168,38 +318,50 @@ def job_spec(fields: dict, info: ModelInfo, limits: Limits, defaults: Defaults) 
     if body.model is not None and body.model != info.name:
         raise ApiError(400, f"model {body.model!r} is not served here; this server runs {info.name!r}",
                        param="model", code="model_not_found")  # fmt: skip
-    if body.motion is not None:
-        raise unsupported("motion", "motion strength", info.name)
-    if body.input_reference is not None:
-        raise unsupported("input_reference", "an input reference image", info.name)
+    motion = _motion(body.motion, info)
     seconds_text, seconds = parse_seconds(body.seconds, limits, defaults)
     width, height = parse_size(body.size, limits, defaults)
     fps = _bounded(body.fps if body.fps is not None else defaults.fps, 0.5, limits.max_fps, "fps")
-    steps = _bounded(
-        body.steps if body.steps is not None else defaults.steps, 1, limits.max_steps, "steps"
+    base = {"steps": defaults.steps, "guidance": defaults.guidance, "negative_prompt": "",
+            "seed": secrets.randbelow(2**31), "solver": "euler"}  # fmt: skip
+    sampler = _sampler(body, base, limits)
+    settings = GenerationSettings.from_seconds(
+        seconds, fps, width=width, height=height, motion=motion, **sampler
     )
-    seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-    _bounded(seed, 0, MAX_SEED, "seed")
-    negative = check_text(body.negative_prompt or "", "negative_prompt", limits, required=False)
-    solver = body.solver or "euler"
-    if solver not in SOLVERS:
-        raise ApiError(400, f"unknown solver {solver!r}; known: {', '.join(SOLVERS)}",
-                       param="solver", code="invalid_value")  # fmt: skip
-    guidance = body.guidance if body.guidance is not None else defaults.guidance
-    try:
-        settings = GenerationSettings.from_seconds(
-            seconds, fps, width=width, height=height, steps=steps, guidance=guidance,
-            negative_prompt=negative, seed=seed, solver=solver,
-        )  # fmt: skip
-        check_settings(settings, info.vae, info.dit)
-    except GenerationError as e:
-        first = str(e).split()[0] if str(e) else ""
-        raise ApiError(
-            400, str(e), param=_PARAM_OF_PROBLEM.get(first), code="invalid_value"
-        ) from None
+    _check_settings(settings, info)
+    reference, inputs = _input_reference(body, upload, limits)  # last: it decodes the image
     params = {
         "width": width, "height": height, "num_frames": settings.num_frames, "fps": fps,
-        "steps": steps, "guidance": guidance, "negative_prompt": negative, "seed": seed,
-        "solver": solver, "seconds": seconds_text,
+        **sampler, "seconds": seconds_text, "motion": motion, "input_reference": reference,
+    }  # fmt: skip
+    return JobSpec(prompt, info.name, params, inputs)
+
+
+def extension_spec(
+    body, source_id: str, source: dict, info: ModelInfo, limits: Limits, defaults: Defaults
+) -> JobSpec:
+    """An extension (schemas.ExtendBody) of completed video `source_id` with params `source`:
+    its size, fps and (unless the body says otherwise) sampler settings and seed. num_frames is
+    the whole clip, the source's frames followed by the new ones (as `pipe.extend` makes it)."""
+    prompt = check_text(body.prompt, "prompt", limits)
+    _, seconds = parse_seconds(body.seconds, limits, defaults)
+    if seconds <= 0:
+        raise ApiError(400, f"seconds to add must be more than 0, got {body.seconds!r}",
+                       param="seconds", code="out_of_range")  # fmt: skip
+    motion = _motion(body.motion, info)
+    sampler = _sampler(body, source, limits)
+    fps = source["fps"]
+    total = source["num_frames"] + 4 * max(1, round(seconds * fps / 4))  # as pipe.extend adds
+    if (total - 1) / fps > limits.max_extended_seconds:
+        raise ApiError(400, f"the extended clip would be {(total - 1) / fps:g} s; the limit is "
+                       f"{limits.max_extended_seconds:g} s", param="seconds",
+                       code="out_of_range")  # fmt: skip
+    settings = GenerationSettings(width=source["width"], height=source["height"], num_frames=1,
+                                  fps=fps, motion=motion, **sampler)  # fmt: skip
+    _check_settings(settings, info)
+    params = {
+        "width": source["width"], "height": source["height"], "num_frames": total, "fps": fps,
+        **sampler, "seconds": f"{(total - 1) / fps:g}", "motion": motion,
+        "input_reference": None, "extended_from": source_id, "extend_seconds": seconds,
     }  # fmt: skip
     return JobSpec(prompt, info.name, params)

@@ -23,15 +23,20 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from kinema.io.images import ImageError
+from kinema.io.video import VideoError
+from kinema.pipeline.conditioning import ConditioningError
 from kinema.pipeline.text_to_video import GenerationError
-from kinema.serve.jobs import Claim, JobStore
+from kinema.serve.jobs import Claim, Job, JobStore
 from kinema.serve.outputs import quality_report, write_outputs
-from kinema.serve.storage import Storage
+from kinema.serve.storage import SOURCE_VIDEO, Storage
 
 log = logging.getLogger("kinema.worker")
 
 # progress (0-100) as the job moves on: the sampler drives 5..90
 _SAMPLING_START, _SAMPLING_END, _EXPORTED = 5, 90, 95
+# what the pipeline refuses (settings, images, the clip to extend): the job fails with the message
+_REFUSED = (GenerationError, ConditioningError, ImageError, VideoError)
 
 
 class _Stop(Exception):
@@ -140,7 +145,7 @@ class Worker:
 
     def process(self, claim: Claim, shutdown: threading.Event | None = None) -> str:
         """Run one claimed job: 'completed', 'failed', 'cancelled', 'lost' or 'released'."""
-        job, params = claim.job, claim.job.params
+        job = claim.job
         beat = _Heartbeat(self.store, claim, self.heartbeat_seconds, shutdown or threading.Event())
         beat.start()
         span = _SAMPLING_END - _SAMPLING_START
@@ -151,13 +156,7 @@ class Worker:
 
         try:
             beat.check()
-            video = self.pipe(
-                job.prompt, seed=params["seed"], num_frames=params["num_frames"],
-                fps=params["fps"], width=params["width"], height=params["height"],
-                steps=params["steps"], guidance=params["guidance"],
-                negative_prompt=params["negative_prompt"], solver=params["solver"],
-                callback=on_step,
-            )  # fmt: skip
+            video = self.generate(job, on_step)
             stages = dict(video.metadata.get("timings", {}))
             beat.check()
             t0 = time.perf_counter()
@@ -184,11 +183,34 @@ class Worker:
                 self.store.release(claim)
                 return "released"
             return "lost"
-        except GenerationError as e:  # settings the model refuses (the API checks them first)
+        except _REFUSED as e:  # input the pipeline refuses (the API checks it first)
             return self._fail(claim, beat, "invalid_settings", str(e))
         except Exception as e:  # a bug or a broken model: the job fails, the worker goes on
             log.exception("job %s failed", job.id)
             return self._fail(claim, beat, "generation_failed", f"{type(e).__name__}: {e}")
+
+    def generate(self, job: Job, callback):
+        """The job's clip: text-to-video, image-to-video from its stored input_reference, or the
+        extension of its stored source clip (a copy of the source video's MP4)."""
+        p = job.params
+        common = dict(
+            seed=p["seed"], steps=p["steps"], guidance=p["guidance"],
+            negative_prompt=p["negative_prompt"], solver=p["solver"], motion=p.get("motion"),
+            callback=callback,
+        )  # fmt: skip
+        if p.get("extended_from"):
+            source = self.storage.input_path(job.id, SOURCE_VIDEO)
+            video = self.pipe.extend(source, job.prompt, p["extend_seconds"], fps=p["fps"],
+                                     width=p["width"], height=p["height"], **common)  # fmt: skip
+            video.metadata["extended_from"] = p["extended_from"]
+            return video
+        reference = p.get("input_reference")
+        image = {}
+        if reference:
+            image = dict(image=self.storage.input_path(job.id, reference["file"]),
+                         fit=reference["fit"], image_noise=reference["image_noise"])  # fmt: skip
+        return self.pipe(job.prompt, num_frames=p["num_frames"], fps=p["fps"], width=p["width"],
+                         height=p["height"], **image, **common)  # fmt: skip
 
     def _fail(self, claim: Claim, beat: _Heartbeat, code: str, message: str) -> str:
         beat.finish()
