@@ -281,7 +281,9 @@ def test_json_input_reference_must_be_a_data_url_of_an_image(server, reference, 
 def test_extend_a_completed_video(server, finished):
     videos = client(server).videos
     source, _, _ = _download(server, finished.id, "source.mp4")
-    extended = videos.extend(prompt="it keeps moving left", seconds="1", video={"id": finished.id})
+    body = {"prompt": "it keeps moving left", "seconds": "1", "video": {"id": finished.id}}
+    # the SDK's videos.extend sends `video` only as a file; by id, it is a plain post
+    extended = client(server).post("/videos/extensions", body=body, cast_to=openai.types.Video)
     assert extended.model_extra["extended_from_video_id"] == finished.id
     done = within(120, videos.poll, extended.id, poll_interval_ms=100)
     assert done.status == "completed", done.error
@@ -291,30 +293,32 @@ def test_extend_a_completed_video(server, finished):
     assert frames.shape == (17, 64, 64, 3) and fps == 8
     assert meta["extended_from"] == finished.id and meta["mode"] == "extension"
     for i in range(5):  # kept as they were (the last 4 are cross-faded into the new part)
-        assert psnr(frames[i], source[i]) >= 30, i
+        assert psnr(frames[i], source[i]) >= 35, i
 
 
 def test_extension_errors(server, finished):
-    headers = {"Authorization": "Bearer k1"}
     url = f"{server.api}/videos/extensions"
+
+    def extend(video_id: str, seconds="1", key="k1") -> tuple[int, dict]:
+        body = {"prompt": "more", "seconds": seconds, "video": {"id": video_id}}
+        answer = httpx.post(url, headers={"Authorization": f"Bearer {key}"}, json=body)
+        return answer.status_code, answer.json().get("error")
+
     as_form = {"prompt": "it keeps moving", "seconds": "1", "video[id]": "video_" + "1" * 32}
-    unknown = httpx.post(url, headers=headers, files={}, data=as_form)
+    unknown = httpx.post(url, headers={"Authorization": "Bearer k1"}, files={}, data=as_form)
     assert unknown.status_code == 404  # the form spelling of {"video": {"id": ...}}
+    status, error = extend("video_" + "2" * 32)
+    assert status == 404 and error["code"] == "not_found"
+    status, error = extend(finished.id, key="k2")  # another key's video
+    assert status == 404 and error["code"] == "not_found"
     videos = client(server).videos
-    with pytest.raises(openai.NotFoundError):
-        videos.extend(prompt="it keeps moving", seconds="1", video={"id": "video_" + "2" * 32})
-    with pytest.raises(openai.NotFoundError):  # another key's video
-        client(server, "k2").videos.extend(prompt="more", seconds="1", video={"id": finished.id})
     running = videos.create(prompt=PROMPT, seconds="2", extra_body={"steps": 20})
-    not_ready = httpx.post(url, headers=headers,
-                           json={"prompt": "more", "seconds": 1, "video": {"id": running.id}})  # fmt: skip
-    assert not_ready.status_code == 409 and not_ready.json()["error"]["param"] == "video"
+    status, error = extend(running.id)
+    assert status == 409 and error["param"] == "video" and error["code"] == "video_not_ready"
     videos.delete(running.id)
     for seconds, code in (("0", "out_of_range"), ("60", "out_of_range"), ("soon", "invalid_value")):
-        bad = httpx.post(url, headers=headers,
-                         json={"prompt": "more", "seconds": seconds, "video": {"id": finished.id}})  # fmt: skip
-        error = bad.json()["error"]
-        assert bad.status_code == 400 and error["param"] == "seconds" and error["code"] == code
+        status, error = extend(finished.id, seconds)
+        assert status == 400 and error["param"] == "seconds" and error["code"] == code
     with pytest.raises(openai.BadRequestError) as not_mp4:
         videos.extend(prompt="it keeps moving", seconds="1", video=("a.mp4", b"junk", "video/mp4"))
     assert not_mp4.value.body["param"] == "video"

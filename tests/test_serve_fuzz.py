@@ -2,8 +2,8 @@
 status codes, headers and auth as documented.
 
 positive_data_acceptance is left out on purpose: the spec cannot say everything the model
-refuses (a width must be a multiple of 8, a still image cannot be extended yet), so some
-schema-valid requests get a 400 that names the parameter, as they should.
+refuses (a width must be a multiple of 8, an extension must name a completed video of the key),
+so some schema-valid requests get a 400 that names the parameter, as they should.
 """
 
 import subprocess

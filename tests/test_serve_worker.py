@@ -1,17 +1,26 @@
 """Workers: a job survives its worker being killed or stalled mid-job and completes exactly once;
-cancellation stops a running job; shutdown hands the job back."""
+cancellation stops a running job; shutdown hands the job back; input files (a start image, a
+clip to extend) are found in the shared data directory, and a missing one fails only its job."""
 
 import os
 import signal
 import threading
 
 import pytest
-from serve_helpers import PROMPT, stop, wait_for, worker
+from serve_helpers import IMAGE_PROMPT, PROMPT, psnr, stop, wait_for, worker, world_image
 
 pytest.importorskip("sqlalchemy")
 
 from kinema.io.video import read_video  # noqa: E402
-from kinema.serve.jobs import COMPLETED, FAILED, IN_PROGRESS, QUEUED, JobStore  # noqa: E402
+from kinema.serve.jobs import (  # noqa: E402
+    COMPLETED,
+    FAILED,
+    IN_PROGRESS,
+    QUEUED,
+    JobStore,
+    new_job_id,
+)
+from kinema.serve.storage import SOURCE_VIDEO, Storage  # noqa: E402
 from kinema.serve.worker import Worker  # noqa: E402
 
 LEASE = "1.5"
@@ -127,3 +136,37 @@ def test_shutdown_hands_the_running_job_back(running_worker):
     back = store.get(job.id)
     assert back.status == QUEUED and back.attempts == 0 and back.claim_token is None
     assert [e["kind"] for e in store.events(job.id)] == ["created", "claimed", "released"]
+
+
+def test_input_files_from_the_data_directory(running_worker, tmp_path):
+    """What the API stores before queueing: the worker knows only the shared data directory."""
+    store, _, _ = running_worker
+    storage = Storage(tmp_path)
+    image, png = world_image()
+    reference = {"file": "input.png", "size": "64x64", "fit": "crop", "image_noise": 0.0}
+    first = new_job_id()
+    storage.put_input(first, "input.png", png)
+    with_image = {**params(steps=2, frames=9), "input_reference": reference}
+    store.create("alice", "kinema-tiny", IMAGE_PROMPT, with_image, job_id=first)
+    wait_for(lambda: store.get(first).status == COMPLETED, 60, "the image-to-video job")
+    done = store.get(first)
+    source = storage.path(done.id, done.output, "video")
+    frames, _, _ = read_video(source)
+    assert frames.shape == (9, 64, 64, 3) and psnr(frames[0], image) >= 26
+
+    extension = new_job_id()
+    storage.copy_input(source, extension, SOURCE_VIDEO)
+    extend = {**params(steps=2, frames=17), "extended_from": done.id, "extend_seconds": 1.0}
+    store.create("alice", "kinema-tiny", IMAGE_PROMPT, extend, job_id=extension)
+    wait_for(lambda: store.get(extension).status == COMPLETED, 60, "the extension")
+    job = store.get(extension)
+    longer, _, meta = read_video(storage.path(job.id, job.output, "video"))
+    assert longer.shape == (17, 64, 64, 3) and meta["extended_from"] == done.id
+    assert psnr(longer[0], frames[0]) >= 35
+
+    lost = store.create("alice", "kinema-tiny", IMAGE_PROMPT, with_image)  # no file stored
+    wait_for(lambda: store.get(lost.id).status == FAILED, 60, "the job without its image")
+    failed = store.get(lost.id)
+    assert failed.error_code == "invalid_settings" and "cannot read image" in failed.error_message
+    nxt = store.create("alice", "kinema-tiny", PROMPT, params(steps=2, frames=5))
+    wait_for(lambda: store.get(nxt.id).status == COMPLETED, 60, "the next job")

@@ -2,9 +2,9 @@
 
 A prompt, an optional start image (the clip starts from it), settings, a progress bar driven by
 the sampler, the finished video with its download button, and a gallery of the key's past videos
-with their quality reports and telemetry. With API keys configured, the UI asks for one and shows only that key's
-videos. Gradio serves files only from its own cache, so the UI hands it copies made in a private
-temporary folder; the data directory itself is never exposed.
+with their quality reports and telemetry. With API keys configured, the UI asks for one and shows
+only that key's videos. Gradio serves files only from its own cache, so the UI hands it copies
+made in a private temporary folder; the data directory itself is never exposed.
 """
 
 from __future__ import annotations

@@ -186,23 +186,27 @@ def check_image(data: bytes, param: str, limit: int) -> tuple[str, int, int]:
 
     if len(data) > limit:
         raise _too_large(param, len(data), limit)
-    kind, width, height = None, 0, 0
+    kind, width, height, decoded = None, 0, 0, False
     try:
         with Image.open(io.BytesIO(data)) as image:
             kind, (width, height) = image.format, image.size
             if kind in IMAGE_INPUTS and width * height <= MAX_IMAGE_PIXELS:
                 image.load()  # truncated or corrupt pixel data fails here, not in a worker
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
-            Image.DecompressionBombError):  # fmt: skip
-        if width * height <= MAX_IMAGE_PIXELS:
-            kind = None
+                decoded = True
+    except Image.DecompressionBombError:  # far beyond the limit: Pillow refuses to open it
+        width, height = MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        pass
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ApiError(400, f"{param} has more than {MAX_IMAGE_PIXELS} pixels, the limit (it is "
+                       "fitted to the clip's size anyway)", param=param,
+                       code="out_of_range")  # fmt: skip
     if kind not in IMAGE_INPUTS:
         raise ApiError(400, f"{param} must be a PNG, JPEG or WebP image", param=param,
                        code="invalid_file_type")  # fmt: skip
-    if width * height > MAX_IMAGE_PIXELS:
-        raise ApiError(400, f"{param} is {width}x{height}; the limit is {MAX_IMAGE_PIXELS} pixels "
-                       "(it is fitted to the clip's size anyway)", param=param,
-                       code="out_of_range")  # fmt: skip
+    if not decoded:
+        raise ApiError(400, f"{param}: the {kind} image cannot be decoded (truncated or corrupt)",
+                       param=param, code="invalid_file_type")  # fmt: skip
     return kind, width, height
 
 

@@ -1,0 +1,96 @@
+"""Request checks without a server: uploaded images (type, pixels, that they decode); motion
+strength, taken by a model with a motion input (micro-conditioning) and refused, naming the model,
+by one without it; a worker hands the motion on to the pipeline."""
+
+import io
+import shutil
+
+import pytest
+import torch
+from serve_helpers import PROMPT
+
+pytest.importorskip("sqlalchemy")
+
+import kinema  # noqa: E402
+from kinema.checkpoint import save_weights  # noqa: E402
+from kinema.dit.transformer import DiT, DiTConfig  # noqa: E402
+from kinema.io.video import read_video  # noqa: E402
+from kinema.models import MODELS  # noqa: E402
+from kinema.serve.config import Defaults, Limits  # noqa: E402
+from kinema.serve.errors import ApiError  # noqa: E402
+from kinema.serve.jobs import COMPLETED, JobStore  # noqa: E402
+from kinema.serve.validation import ModelInfo, check_image, job_spec  # noqa: E402
+from kinema.serve.worker import Worker  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def micro_model(tmp_path_factory):
+    """A tiny untrained DiT with motion and fps inputs, next to the shipped VAE."""
+    folder = tmp_path_factory.mktemp("micro")
+    torch.manual_seed(0)
+    cfg = DiTConfig(dim=32, ffn_dim=64, heads=2, layers=1, micro_conditioning=True)
+    save_weights(folder / "dit.safetensors", DiT(cfg), "kinema-dit", cfg)
+    shutil.copy(MODELS["kinema-tiny"] / "vae.safetensors", folder / "vae.safetensors")
+    return folder
+
+
+def encoded(image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_images_are_checked_before_they_reach_a_worker():
+    from PIL import Image
+
+    noise = Image.effect_noise((128, 96), 60).convert("RGB")
+    for fmt in ("PNG", "JPEG", "WEBP"):
+        assert check_image(encoded(noise, fmt), "input_reference", 10**6) == (fmt, 128, 96)
+    cases = [
+        (encoded(noise, "GIF"), 400, "invalid_file_type", "PNG, JPEG or WebP"),
+        (encoded(noise, "PNG")[:2000], 400, "invalid_file_type", "cannot be decoded"),
+        (encoded(Image.new("1", (5000, 5000)), "PNG"), 400, "out_of_range", "pixels"),
+        (encoded(noise, "PNG"), 413, "file_too_large", "limit"),
+    ]
+    for data, status, code, words in cases:
+        with pytest.raises(ApiError) as refused:
+            check_image(data, "input_reference", 10**6 if status != 413 else 100)
+        error = refused.value
+        assert (error.status, error.code, error.param) == (status, code, "input_reference")
+        assert words in error.message
+
+
+def spec(info: ModelInfo, **fields):
+    return job_spec({"prompt": PROMPT, "steps": 1, "seconds": 1, **fields}, info, Limits(),
+                    Defaults())  # fmt: skip
+
+
+def test_motion_is_refused_naming_a_model_without_a_motion_input():
+    tiny = ModelInfo.read("kinema-tiny")
+    assert not tiny.has_motion
+    with pytest.raises(ApiError) as refused:
+        spec(tiny, motion=100)
+    error = refused.value
+    assert error.status == 400 and error.code == "unsupported" and error.param == "motion"
+    assert "kinema-tiny" in error.message
+    assert spec(tiny).params["motion"] is None
+
+
+def test_motion_is_taken_by_a_model_with_a_motion_input(micro_model, tmp_path):
+    torch.set_num_threads(1)  # the machine is small
+    micro = ModelInfo.read(str(micro_model))
+    assert micro.has_motion
+    with pytest.raises(ApiError) as out_of_range:
+        spec(micro, motion=300)
+    assert out_of_range.value.param == "motion" and out_of_range.value.code == "out_of_range"
+    params = spec(micro, motion=200).params
+    assert params["motion"] == 200
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    job = store.create("alice", micro.name, PROMPT, params)
+    worker = Worker(store, tmp_path, model=micro.name, pipeline=kinema.load(micro_model))
+    assert worker.run(max_jobs=1) == 1
+    done = store.get(job.id)
+    assert done.status == COMPLETED, done.error_message
+    frames, _, meta = read_video(tmp_path / "videos" / job.id / done.output / "video.mp4")
+    assert frames.shape == (9, 64, 64, 3) and float(meta["motion"]) == 200
+    store.close()
