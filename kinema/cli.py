@@ -107,7 +107,7 @@ def generate(
         float, typer.Option(help="clip length (0: one frame, an image; > 4: a chain of windows)")
     ] = 2.0,
     fps: Annotated[float, typer.Option(help="frames per second")] = 8.0,
-    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT, multiples of 16")] = "64x64",
+    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT (kinema-tiny: multiples of 8)")] = "64x64",
     steps: Annotated[int | None, typer.Option(help="sampler steps [default: model's]")] = None,
     guidance: Annotated[
         float | None, typer.Option(help="classifier-free guidance scale [default: model's]")
@@ -115,7 +115,9 @@ def generate(
     shift: Annotated[
         float | None, typer.Option(help="schedule shift: >1 spends more steps at high noise")
     ] = None,
-    negative: Annotated[str, typer.Option(help="negative prompt")] = "",
+    negative: Annotated[
+        str | None, typer.Option(help="negative prompt [default: kinema's]")
+    ] = None,
     seed: Annotated[int, typer.Option(help="same seed, same video")] = 0,
     solver: Annotated[str | None, typer.Option(help="euler or heun")] = None,
     model: Annotated[str, typer.Option(help="model name or folder")] = "kinema-tiny",
@@ -137,6 +139,27 @@ def generate(
     anchor: Annotated[
         bool, typer.Option(help="long clips: re-anchor every window on the first frame")
     ] = True,
+    # production (kinema/production): the model runs at its base fps and size, then upsampling
+    expand: Annotated[bool, typer.Option(help="add motion and scene detail to the prompt")] = True,
+    expand_url: Annotated[
+        str | None, typer.Option(help="expand with this OpenAI-compatible chat endpoint")
+    ] = None,
+    expand_model: Annotated[str, typer.Option(help="model name for --expand-url")] = "default",
+    policy: Annotated[Path | None, typer.Option(help="safety policy file (YAML or JSON)")] = None,
+    interpolator: Annotated[str, typer.Option(help="to the target fps: flow or blend")] = "flow",
+    upscaler: Annotated[
+        str, typer.Option(help="to the target size: bicubic, lanczos, area")
+    ] = "bicubic",
+    watermark: Annotated[
+        bool, typer.Option(help="invisible watermark (generation id) on every frame")
+    ] = True,
+    c2pa: Annotated[bool, typer.Option(help="sign a C2PA provenance manifest into the MP4")] = True,
+    provenance_prompt: Annotated[
+        str, typer.Option(help="prompt in the manifest and tags: text or hash")
+    ] = "text",
+    also: Annotated[
+        str, typer.Option(help="files besides the video: thumbnail,spritesheet,report,gif,webm,mp4")
+    ] = "thumbnail,spritesheet,report",
 ) -> None:
     """Generate a clip from a prompt, optionally from images (first, last, keyframes)."""
     import time
@@ -147,15 +170,29 @@ def generate(
 
     width, height = parse_size(size)
     from kinema.pipeline.text_to_video import check_prompt
+    from kinema.production import ExportSettings, ProductionSettings, base_format, export, produce
+    from kinema.production.export import check_export, summary
+    from kinema.production.produce import build_stages
 
     check_prompt(prompt)
     _check_output(output)
+    production = ProductionSettings(fps=fps, width=width, height=height, seconds=seconds, seed=seed,
+                                    negative_prompt=negative, expand=expand, watermark=watermark)  # fmt: skip
+    production.check()
+    stages = build_stages(
+        policy, expand_url if expand else None, expand_model, interpolator, upscaler
+    )
+    exporting = ExportSettings(
+        tuple(f.strip() for f in also.split(",") if f.strip()), c2pa, provenance_prompt
+    )
+    check_export(exporting, output)  # signing credentials too, before any work
+    base_fps, base_width, base_height = base_format(production)
     keyframes = _parse_keyframes(keyframe or [])
     images = _read_images({"image": image, "last_image": last_image, **{k: p for k, p in keyframes.items()}})
     pipe: Pipeline = load(model)
-    settings = pipe.settings(seed, seconds, fps, width, height, negative, motion=motion,
-                             image_noise=image_noise, steps=steps, guidance=guidance,
-                             solver=solver, shift=shift)  # fmt: skip
+    settings = pipe.settings(seed, seconds, base_fps, base_width, base_height, negative or "",
+                             motion=motion, image_noise=image_noise, steps=steps,
+                             guidance=guidance, solver=solver, shift=shift)  # fmt: skip
     keyed = {k: images[k] for k in keyframes}
     pipe.pinned_images(settings, images["image"], images["last_image"], keyed, fit)  # checks
     chain = ChainSettings(anchor=anchor)
@@ -172,9 +209,8 @@ def generate(
             done[0] += 1
             progress.update(task, completed=done[0])
 
-        video = pipe(
-            prompt, seed=seed, num_frames=settings.num_frames, fps=fps, width=width,
-            height=height, negative_prompt=negative, callback=step, steps=steps,
+        video = produce(
+            pipe, prompt, production, stages, callback=step, steps=steps,
             guidance=guidance, solver=solver, shift=shift, image=images["image"],
             last_image=images["last_image"], keyframes=keyed,
             fit=fit, motion=motion, image_noise=image_noise, hierarchical=hierarchical,
@@ -182,7 +218,9 @@ def generate(
         )  # fmt: skip
     for note in video.metadata.get("notes", []):
         err.print(f"note: {note}", highlight=False)
-    video.save(output)
+    files = export(video, output, exporting)
+    for line in summary(video, files, output, exporting):
+        err.print(line, highlight=False)
     took = time.perf_counter() - start
     mode = video.metadata.get("mode", "text-to-video")
     console.print(
@@ -190,6 +228,27 @@ def generate(
         f"{mode}, seed {seed}, {settings.steps} steps x {windows} window(s); "
         f"generated in {time.perf_counter() - loaded:.1f} s, total {took:.1f} s"
     )
+
+
+@app.command("verify")
+def verify(
+    clip: Annotated[Path, typer.Argument(help="the video to check (MP4 for C2PA)")],
+    trust: Annotated[
+        Path | None, typer.Option(help="PEM root certificate(s) to trust for the C2PA signer")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the findings as JSON")] = False,
+) -> None:
+    """Read a clip's invisible watermark and C2PA manifest. Exit 0 verified, 1 not verified."""
+    from kinema.production.verify import describe
+    from kinema.production.verify import verify as check
+
+    result = check(clip, trust)
+    if as_json:
+        console.print_json(json.dumps(result.to_dict()))
+    else:
+        for line in describe(result, trust):
+            console.print(line, highlight=False, soft_wrap=True)
+    raise typer.Exit(0 if result.ok else 1)
 
 
 @app.command("plan")
@@ -277,7 +336,7 @@ def plan(
     )  # fmt: skip
     if cal is not None:
         console.print(
-            f"calibrated here ({torch.get_num_threads()} threads): transformer "
+            f"calibrated here (torch threads: {torch.get_num_threads()}): transformer "
             f"{cal.dense_flops_per_s / 1e9:.3g} GFLOP/s + "
             f"{cal.forward_overhead_s * 1e3:.3g} ms per forward, attention "
             f"{cal.attention_flops_per_s / 1e9:.3g} GFLOP/s, VAE {cal.vae_flops_per_s / 1e9:.3g} "
