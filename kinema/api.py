@@ -7,6 +7,7 @@ Modes, all through the one conditioning mechanism (known latent frames):
     pipe(prompt, seconds=20)                        long clip: a chain of windows
     pipe(prompt, seconds=20, hierarchical=True)     keyframes at 1 fps first, then the rest
     pipe.extend(video, prompt, seconds=2)           continue a clip
+    pipe.produce(prompt, ProductionSettings(fps=24, width=256, height=256))   the production pipeline
     pipe(prompt, motion=200)                        motion strength 0..255
 Images are arrays (H, W, 3) uint8 or paths.
 
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kinema.models import DEFAULT_MODEL, load_dit, load_vae, resolve_model
+from kinema.models import DEFAULT_MODEL, load_components, resolve_model
 from kinema.pipeline.conditioning import FrameConditions, fit_image
 from kinema.pipeline.long_clip import (
     MAX_SINGLE_WINDOW_FRAMES,
@@ -45,7 +46,6 @@ from kinema.pipeline.text_to_video import (
     check_settings,
     sampler_overrides,
 )
-from kinema.text.encoder import TextEncoder
 
 ImageLike = np.ndarray | str | Path
 
@@ -258,13 +258,21 @@ class Pipeline:
                 "window_starts": result.window_starts, "notes": notes, "timings": result.timings}  # fmt: skip
         return Video(result.frames, fps, meta)
 
+    def produce(self, prompt: str, settings=None, stages=None, **generate) -> Video:
+        """The production pipeline around this model (kinema.production.produce): prompt safety
+        and expansion, generation at the model's base fps and size, interpolation and upscaling
+        to `settings` (a kinema.production.ProductionSettings), safety on every frame, watermark
+        and quality report. `generate` goes to `self(...)`: steps, guidance, images, ... Write the
+        files, C2PA-signed, with kinema.production.export."""
+        from kinema.production import ProductionSettings, produce
+
+        return produce(self, prompt, settings or ProductionSettings(), stages, **generate)
+
 
 def load(model: str | Path = DEFAULT_MODEL, device: str = "cpu") -> Pipeline:
-    """Load a model by name ("kinema-tiny") or folder."""
+    """Load a model by name ("kinema-tiny") or folder (kinema's, or a Wan2.1 one in the
+    diffusers or the original layout)."""
     folder = resolve_model(model)
-    text_dir = folder / "text_encoder"
-    encoder = TextEncoder(text_dir if text_dir.is_dir() else None, device=device)
-    dit = load_dit(folder / "dit.safetensors").to(device)
-    vae = load_vae(folder / "vae.safetensors").to(device)
+    encoder, dit, vae = load_components(folder, device)
     name = str(model) if not Path(str(model)).is_dir() else folder.name
     return Pipeline(TextToVideo(encoder, dit, vae, name))

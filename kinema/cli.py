@@ -121,9 +121,7 @@ def generate(
     seed: Annotated[int, typer.Option(help="same seed, same video")] = 0,
     solver: Annotated[str | None, typer.Option(help="euler or heun")] = None,
     model: Annotated[str, typer.Option(help="model name or folder")] = "kinema-tiny",
-    image: Annotated[
-        Path | None, typer.Option(help="first frame: image-to-video")
-    ] = None,
+    image: Annotated[Path | None, typer.Option(help="first frame: image-to-video")] = None,
     last_image: Annotated[Path | None, typer.Option(help="last frame")] = None,
     keyframe: Annotated[
         list[str] | None, typer.Option(help="SECONDS:PATH, an image at that time (repeatable)")
@@ -172,7 +170,7 @@ def generate(
     from kinema.pipeline.text_to_video import check_prompt
     from kinema.production import ExportSettings, ProductionSettings, base_format, export, produce
     from kinema.production.export import check_export, summary
-    from kinema.production.produce import build_stages
+    from kinema.production.produce import build_stages, prepare_prompt
 
     check_prompt(prompt)
     _check_output(output)
@@ -186,9 +184,12 @@ def generate(
         tuple(f.strip() for f in also.split(",") if f.strip()), c2pa, provenance_prompt
     )
     check_export(exporting, output)  # signing credentials too, before any work
+    prepared = prepare_prompt(prompt, production, stages)  # refused or expanded before loading
     base_fps, base_width, base_height = base_format(production)
     keyframes = _parse_keyframes(keyframe or [])
-    images = _read_images({"image": image, "last_image": last_image, **{k: p for k, p in keyframes.items()}})
+    images = _read_images(
+        {"image": image, "last_image": last_image, **{k: p for k, p in keyframes.items()}}
+    )
     pipe: Pipeline = load(model)
     settings = pipe.settings(seed, seconds, base_fps, base_width, base_height, negative or "",
                              motion=motion, image_noise=image_noise, steps=steps,
@@ -210,7 +211,7 @@ def generate(
             progress.update(task, completed=done[0])
 
         video = produce(
-            pipe, prompt, production, stages, callback=step, steps=steps,
+            pipe, prompt, production, stages, callback=step, prepared=prepared, steps=steps,
             guidance=guidance, solver=solver, shift=shift, image=images["image"],
             last_image=images["last_image"], keyframes=keyed,
             fit=fit, motion=motion, image_noise=image_noise, hierarchical=hierarchical,
@@ -440,7 +441,9 @@ def animate(
             pipe, image, prompt, motions, max_warp, seed=seed, seconds=seconds, width=width,
             height=height, fit=fit, steps=steps, on_candidate=lambda c: progress.advance(task),
         )  # fmt: skip
-    table = Table(title=f"{photo.name}: motion settings (budget: warping error <= {result.budget:.2e})")
+    table = Table(
+        title=f"{photo.name}: motion settings (budget: warping error <= {result.budget:.2e})"
+    )
     for col in ("motion", "warping error", "motion magnitude", "within budget", ""):
         table.add_column(col)
     for row in result.table():
@@ -769,7 +772,9 @@ def train_dit(
     ] = None,
     micro: Annotated[
         bool,
-        typer.Option(help="motion-strength and fps inputs (added to --init weights that lack them)"),
+        typer.Option(
+            help="motion-strength and fps inputs (added to --init weights that lack them)"
+        ),
     ] = True,
 ) -> None:
     """Train the diffusion transformer on VAE latents of world clips. Writes dit.safetensors."""

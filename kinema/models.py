@@ -1,12 +1,14 @@
 """Named models and how to load them: a model is a folder with dit.safetensors and
 vae.safetensors (configs in their headers) and optionally a text_encoder/ folder; without one,
-the bundled MiniLM encoder is used. `kinema-tiny` ships inside the package."""
+the bundled MiniLM encoder is used. `kinema-tiny` ships inside the package. A Wan2.1 folder, in
+the diffusers layout or the original repository's, is converted on load (kinema/convert)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from kinema.checkpoint import CheckpointError, load_into, read_weights
+from kinema.convert.folders import load_wan_folder, model_layout
 from kinema.dit.transformer import DiT, DiTConfig
 from kinema.vae.causal_vae import CausalVAE, VAEConfig
 
@@ -25,6 +27,8 @@ def resolve_model(model: str | Path) -> Path:
             raise CheckpointError(
                 f"unknown model {str(model)!r}: not a known name ({', '.join(MODELS)}) nor a folder"
             )
+    if model_layout(folder) in ("diffusers", "wan"):
+        return folder
     for name in ("dit.safetensors", "vae.safetensors"):
         if not (folder / name).is_file():
             raise CheckpointError(f"model folder {folder} has no {name}")
@@ -49,3 +53,16 @@ def load_dit(path: str | Path, add_micro_conditioning: bool = False) -> DiT:
         raise CheckpointError(f"{path} has a config this version cannot read: {e}") from None
     may_lack = ("motion_embedding.", "fps_embedding.") if add_micro_conditioning else ()
     return load_into(DiT(cfg), tensors, path, may_lack).eval()
+
+
+def load_components(folder: Path, device: str = "cpu"):
+    """(text encoder, DiT, VAE) of a folder from resolve_model, whatever its layout; a Wan2.1
+    folder gives a WanVAE, which has CausalVAE's interface."""
+    from kinema.text.encoder import TextEncoder
+
+    if model_layout(folder) in ("diffusers", "wan"):
+        return load_wan_folder(folder, device)
+    text_dir = folder / "text_encoder"
+    encoder = TextEncoder(text_dir if text_dir.is_dir() else None, device=device)
+    dit = load_dit(folder / "dit.safetensors").to(device)
+    return encoder, dit, load_vae(folder / "vae.safetensors").to(device)

@@ -72,4 +72,8 @@ def test_dit_training_goes_on_from_given_weights(tmp_path):
     old, new = before.state_dict(), after.state_dict()
     diffs = [(new[k] - v).abs().max().item() for k, v in old.items()]
     assert 0 < max(diffs) < 0.05, max(diffs)
-    assert set(new) - set(old) == {k for k in new if k.startswith(("motion_embedding.", "fps_embedding."))} != set()
+    assert (
+        set(new) - set(old)
+        == {k for k in new if k.startswith(("motion_embedding.", "fps_embedding."))}
+        != set()
+    )

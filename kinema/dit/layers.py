@@ -58,13 +58,48 @@ class SelfAttention(nn.Module):
 
 
 class CrossAttention(SelfAttention):
-    """Queries from the video tokens, keys and values from the text (same layers as Wan's)."""
+    """Queries from the video tokens, keys and values from the text (same layers as Wan's).
+    image=True (Wan I2V): the image tokens get their own keys and values (k_img, v_img) and the
+    two attentions' outputs are summed before the output projection."""
 
-    def forward(self, x, context, context_mask=None):  # x (B, L, dim), context (B, Lt, dim)
+    def __init__(
+        self, dim: int, heads: int, qk_norm: bool = True, eps: float = 1e-6, image: bool = False
+    ):
+        super().__init__(dim, heads, qk_norm, eps)
+        if image:
+            self.k_img, self.v_img = nn.Linear(dim, dim), nn.Linear(dim, dim)
+            self.norm_k_img = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+
+    def forward(self, x, context, context_mask=None, image=None):
+        """x (B, L, dim), context (B, Lt, dim), image (B, Li, dim) or None."""
         split = lambda t: rearrange(t, "b l (h d) -> b l h d", h=self.heads)  # noqa: E731
         q = split(self.norm_q(self.q(x)))
         k, v = split(self.norm_k(self.k(context))), split(self.v(context))
-        return self.o(attention(q, k, v, context_mask))
+        out = attention(q, k, v, context_mask)
+        if image is not None:
+            k_img, v_img = split(self.norm_k_img(self.k_img(image))), split(self.v_img(image))
+            out = out + attention(q, k_img, v_img)
+        return self.o(out)
+
+
+class ImageEmbedding(nn.Module):
+    """Wan I2V's projection of CLIP image tokens (B, Li, image_dim) -> (B, Li, dim), named as in
+    Wan (img_emb.proj). pos_len (FLF2V): the first and last images' tokens, given as a batch of
+    2B, are joined into B sequences of 2 Li tokens with learned positions (emb_pos)."""
+
+    def __init__(self, image_dim: int, dim: int, pos_len: int | None = None):
+        super().__init__()
+        self.proj = nn.Sequential(
+            nn.LayerNorm(image_dim), nn.Linear(image_dim, image_dim), nn.GELU(),
+            nn.Linear(image_dim, dim), nn.LayerNorm(dim),
+        )  # fmt: skip
+        if pos_len is not None:
+            self.emb_pos = nn.Parameter(torch.zeros(1, pos_len, image_dim))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "emb_pos"):
+            image = image.reshape(-1, 2 * image.shape[1], image.shape[2]) + self.emb_pos
+        return self.proj(image)
 
 
 def modulation_param(dim: int, n: int) -> nn.Parameter:
@@ -87,7 +122,14 @@ def per_frame(x: torch.Tensor, frames: int, fn) -> torch.Tensor:
 
 class DiTBlock(nn.Module):
     def __init__(
-        self, dim: int, ffn_dim: int, heads: int, qk_norm: bool, cross_attn_norm: bool, eps: float
+        self,
+        dim: int,
+        ffn_dim: int,
+        heads: int,
+        qk_norm: bool,
+        cross_attn_norm: bool,
+        eps: float,
+        image: bool = False,
     ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps, elementwise_affine=False)
@@ -95,16 +137,16 @@ class DiTBlock(nn.Module):
         self.norm3 = (
             nn.LayerNorm(dim, eps, elementwise_affine=True) if cross_attn_norm else nn.Identity()
         )
-        self.cross_attn = CrossAttention(dim, heads, qk_norm, eps)
+        self.cross_attn = CrossAttention(dim, heads, qk_norm, eps, image)
         self.norm2 = nn.LayerNorm(dim, eps, elementwise_affine=False)
         self.ffn = nn.Sequential(
             nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim)
         )
         self.modulation = modulation_param(dim, 6)
 
-    def forward(self, x, e, context, context_mask, rope):
+    def forward(self, x, e, context, context_mask, rope, image=None):
         """x (B, L, dim) tokens in frame order; e (B, F, 6, dim) timestep projections per frame;
-        context (B, Lt, dim)."""
+        context (B, Lt, dim); image (B, Li, dim) embedded image tokens (Wan I2V) or None."""
         frames = e.shape[1]
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = modulate(
             self.modulation, e
@@ -112,7 +154,7 @@ class DiTBlock(nn.Module):
         h = per_frame(self.norm1(x).float(), frames, lambda t: t * (1 + scale_msa) + shift_msa)
         y = self.self_attn(h.type_as(x), rope).float()
         x = x + per_frame(y, frames, lambda t: t * gate_msa).type_as(x)
-        x = x + self.cross_attn(self.norm3(x), context, context_mask)
+        x = x + self.cross_attn(self.norm3(x), context, context_mask, image)
         h = per_frame(self.norm2(x).float(), frames, lambda t: t * (1 + scale_mlp) + shift_mlp)
         y = self.ffn(h.type_as(x)).float()
         return x + per_frame(y, frames, lambda t: t * gate_mlp).type_as(x)

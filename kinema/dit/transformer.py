@@ -15,7 +15,14 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from kinema.dit.layers import DiTBlock, Head, init_linear, sinusoidal_embedding, timestep_features
+from kinema.dit.layers import (
+    DiTBlock,
+    Head,
+    ImageEmbedding,
+    init_linear,
+    sinusoidal_embedding,
+    timestep_features,
+)
 from kinema.dit.rope import rope_tables
 
 
@@ -36,6 +43,14 @@ class DiTConfig:
     prediction: str = "v"  # what the network outputs: "v" (eps - x0) or "x0"
     # micro-conditioning (as in SVD) on motion strength 0..255 and frame rate; off for Wan
     micro_conditioning: bool = False
+    # Wan conventions, off (None) for kinema's own models:
+    # text_len: Wan zero-pads the text states to this many tokens (512) and cross-attends to
+    # all of them, padding included, where kinema masks the padding out.
+    text_len: int | None = None
+    # image_dim: Wan I2V/FLF2V: CLIP image tokens of this width (1280) get their own keys and
+    # values in every cross-attention; image_pos_len: FLF2V's learned positions of both images.
+    image_dim: int | None = None
+    image_pos_len: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "patch", tuple(self.patch))
@@ -43,6 +58,18 @@ class DiTConfig:
             raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
         if self.prediction not in ("v", "x0"):
             raise ValueError(f"prediction must be 'v' or 'x0', got {self.prediction!r}")
+
+
+def wan_text_context(
+    context: torch.Tensor, mask: torch.Tensor | None, text_len: int
+) -> torch.Tensor:
+    """Wan's text input: states (B, L, D) with the padding (mask False) zeroed, zero-padded to
+    (B, text_len, D). The model then attends to all text_len tokens, as Wan2.1 does."""
+    if context.shape[1] > text_len:
+        raise ValueError(f"{context.shape[1]} text tokens, this model takes at most {text_len}")
+    if mask is not None:
+        context = context * mask[..., None].to(context.dtype)
+    return torch.nn.functional.pad(context, (0, 0, 0, text_len - context.shape[1]))
 
 
 class DiT(nn.Module):
@@ -67,8 +94,11 @@ class DiT(nn.Module):
             self.fps_embedding = nn.Sequential(
                 nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim)
             )
+        image = cfg.image_dim is not None
+        if image:
+            self.img_emb = ImageEmbedding(cfg.image_dim, dim, cfg.image_pos_len)
         self.blocks = nn.ModuleList(
-            DiTBlock(dim, cfg.ffn_dim, cfg.heads, cfg.qk_norm, cfg.cross_attn_norm, cfg.eps)
+            DiTBlock(dim, cfg.ffn_dim, cfg.heads, cfg.qk_norm, cfg.cross_attn_norm, cfg.eps, image)
             for _ in range(cfg.layers)
         )
         self.head = Head(
@@ -135,6 +165,7 @@ class DiT(nn.Module):
         context_mask: torch.Tensor | None = None,
         motion: torch.Tensor | None = None,
         fps: torch.Tensor | None = None,
+        image_context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
         Args:
@@ -143,6 +174,7 @@ class DiT(nn.Module):
             context: (B, Lt, text_dim) text token states; context_mask: (B, Lt) bool.
             motion: (B,) motion strength 0..255, NaN where not given; None: not given at all.
             fps: (B,) frames per second of the clip, same convention.
+            image_context: (B, Li, image_dim) CLIP image tokens (Wan I2V/FLF2V models only).
         Returns:
             (B, C_out, F, H, W): the prediction named by cfg.prediction.
         """
@@ -165,10 +197,17 @@ class DiT(nn.Module):
             if micro is not None:
                 e = e + micro[:, None]
         e0 = self.time_projection(e).unflatten(-1, (6, self.cfg.dim))  # (B, F', 6, dim)
+        if self.cfg.text_len is not None:
+            context, context_mask = wan_text_context(context, context_mask, self.cfg.text_len), None
         context = self.text_embedding(context)
+        image = None
+        if self.cfg.image_dim is not None:
+            if image_context is None:
+                raise ValueError("this model (Wan I2V) needs image_context: CLIP image tokens")
+            image = self.img_emb(image_context)
         rope = rope_tables(self.cfg.dim // self.cfg.heads, grid, device=x.device)
         for block in self.blocks:
-            tokens = block(tokens, e0, context, context_mask, rope)
+            tokens = block(tokens, e0, context, context_mask, rope, image)
         out = self.head(tokens, e)  # (B, L, pt*ph*pw*C)
         pt, ph, pw = self.cfg.patch
         return rearrange(

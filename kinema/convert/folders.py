@@ -1,0 +1,180 @@
+"""Wan2.1 model folders -> kinema's text encoder, DiT and WanVAE, converted on load.
+
+Two layouts are recognised (nothing is downloaded: the folder holds everything):
+- diffusers (e.g. Wan-AI/Wan2.1-T2V-1.3B-Diffusers): model_index.json, transformer/ (config.json
+  + diffusion_pytorch_model*.safetensors), vae/, text_encoder/ (UMT5EncoderModel), tokenizer/,
+  scheduler/ (not used: kinema samples with its own flow-matching solvers);
+- the original Wan repository's (e.g. Wan-AI/Wan2.1-T2V-1.3B): config.json (WanModel) and
+  diffusion_pytorch_model*.safetensors (sharded for 14B), Wan2.1_VAE.pth,
+  models_t5_umt5-xxl-enc-bf16.pth (Wan's own T5 code) and the google/umt5-xxl tokenizer folder.
+The transformer and VAE are read as float32; the text encoder keeps its file's dtype. I2V/FLF2V
+transformers load (load_wan_dit), but kinema's pipeline does not run them: it has no CLIP image
+encoder and does not build Wan's image-latent input channels.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from kinema.checkpoint import CheckpointError
+from kinema.convert.wan import (
+    dit_config_from_diffusers,
+    dit_config_from_wan,
+    dit_key_to_diffusers,
+    rename,
+    strip_prefix,
+    t5_from_wan,
+    vae_config_from_diffusers,
+    vae_config_from_state,
+    vae_key_to_diffusers,
+)
+from kinema.dit.transformer import DiT
+from kinema.text.encoder import TextEncoder
+from kinema.vae.wan_vae import WanVAE
+
+WAN_PIPELINES = ("WanPipeline", "WanImageToVideoPipeline")
+WAN_VAE_FILE = "Wan2.1_VAE.pth"
+WAN_T5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
+WAN_TOKENIZER_DIR = "google/umt5-xxl"
+
+
+def model_layout(folder: Path) -> str | None:
+    """'kinema', 'diffusers' or 'wan' (the original repository's layout); None if neither."""
+    folder = Path(folder)
+    if (folder / "dit.safetensors").is_file() and (folder / "vae.safetensors").is_file():
+        return "kinema"
+    if (folder / "model_index.json").is_file():
+        return "diffusers"
+    if (folder / "config.json").is_file() and _shards(folder) and (folder / WAN_VAE_FILE).is_file():
+        return "wan"
+    return None
+
+
+def _shards(folder: Path) -> list[Path]:
+    """diffusion_pytorch_model.safetensors or its shards (-0000i-of-0000n); variants such as
+    .fp16.safetensors only when there is nothing else."""
+    files = sorted(folder.glob("diffusion_pytorch_model*.safetensors"))
+    plain = [
+        f
+        for f in files
+        if re.fullmatch(r"diffusion_pytorch_model(-\d+-of-\d+)?\.safetensors", f.name)
+    ]
+    return plain or files
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path}: {e}") from None
+
+
+def _read_safetensors(files: list[Path], where: Path) -> dict[str, torch.Tensor]:
+    if not files:
+        raise CheckpointError(f"{where} has no diffusion_pytorch_model*.safetensors")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    return state
+
+
+def _read_pth(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"no {path.name} in {path.parent}")
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def _load(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Assign float32 copies of state's tensors to module (which may live on the meta device)."""
+    module.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
+
+
+def _check_diffusers(folder: Path) -> None:
+    name = _read_json(folder / "model_index.json").get("_class_name")
+    if name not in WAN_PIPELINES:
+        raise CheckpointError(f"{folder} holds a diffusers {name!r}; kinema reads {WAN_PIPELINES}")
+
+
+def load_wan_dit(folder: str | Path) -> DiT:
+    """The transformer of a Wan2.1 folder (either layout) as kinema's DiT, in eval mode."""
+    folder = Path(folder)
+    layout = model_layout(folder)
+    if layout == "diffusers":
+        _check_diffusers(folder)
+        cfg = dit_config_from_diffusers(_read_json(folder / "transformer" / "config.json"))
+        state = _read_safetensors(_shards(folder / "transformer"), folder / "transformer")
+    elif layout == "wan":
+        state = strip_prefix(_read_safetensors(_shards(folder), folder))
+        cfg = dit_config_from_wan(_read_json(folder / "config.json"), state)
+    else:
+        raise CheckpointError(f"{folder} is not a Wan2.1 folder (diffusers or original layout)")
+    with torch.device("meta"):  # no random init of billions of weights about to be replaced
+        dit = DiT(cfg)
+    if layout == "diffusers":
+        state = rename(state, dit.state_dict(), dit_key_to_diffusers, f"{folder}/transformer",
+                       ignore=("norm_added_q.weight", "norm_added_q.bias"))  # fmt: skip
+    else:
+        state = rename(state, dit.state_dict(), lambda k: k, str(folder))
+    _load(dit, state)
+    return dit.eval()
+
+
+def load_wan_vae(folder: str | Path) -> WanVAE:
+    """The VAE of a Wan2.1 folder (vae/ of the diffusers layout or Wan2.1_VAE.pth)."""
+    folder = Path(folder)
+    if model_layout(folder) == "diffusers":
+        cfg = vae_config_from_diffusers(_read_json(folder / "vae" / "config.json"))
+        vae = WanVAE(cfg)
+        state = _read_safetensors(_shards(folder / "vae"), folder / "vae")
+        state = rename(
+            state, vae.state_dict(), lambda k: vae_key_to_diffusers(k, cfg), f"{folder}/vae"
+        )
+    else:
+        state = _read_pth(folder / WAN_VAE_FILE)
+        try:
+            vae = WanVAE(vae_config_from_state(state))
+        except (KeyError, ValueError, ZeroDivisionError) as e:
+            raise CheckpointError(f"{folder / WAN_VAE_FILE} is not a Wan2.1 VAE ({e})") from None
+        state = rename(state, vae.state_dict(), lambda k: k, str(folder / WAN_VAE_FILE))
+    _load(vae, state)
+    return vae.eval()
+
+
+def load_wan_text_encoder(
+    folder: str | Path, max_length: int = 512, device: str | torch.device = "cpu"
+) -> TextEncoder:
+    """The umT5 encoder and tokenizer of a Wan2.1 folder (or any transformers encoder that
+    gives per-token states, in text_encoder/ and tokenizer/ of the diffusers layout)."""
+    folder = Path(folder)
+    if model_layout(folder) == "diffusers":
+        return TextEncoder(folder / "text_encoder", max_length, device, folder / "tokenizer")
+    from transformers import AutoTokenizer
+
+    tokenizer_dir = folder / WAN_TOKENIZER_DIR
+    if not tokenizer_dir.is_dir():
+        raise CheckpointError(f"no tokenizer folder {WAN_TOKENIZER_DIR} in {folder}")
+    model = t5_from_wan(_read_pth(folder / WAN_T5_FILE))
+    return TextEncoder.from_modules(
+        AutoTokenizer.from_pretrained(tokenizer_dir), model, max_length, device
+    )
+
+
+def load_wan_folder(
+    folder: str | Path, device: str | torch.device = "cpu"
+) -> tuple[TextEncoder, DiT, WanVAE]:
+    """Text encoder, transformer and VAE of a Wan2.1 text-to-video folder, ready for kinema's
+    TextToVideo pipeline."""
+    dit = load_wan_dit(folder)
+    if dit.cfg.image_dim is not None:
+        raise CheckpointError(
+            f"{folder} is a Wan image-to-video model: its transformer loads "
+            "(kinema.convert.folders.load_wan_dit), but kinema's pipeline runs text-to-video ones only"
+        )
+    encoder = load_wan_text_encoder(folder, dit.cfg.text_len or 512, device)
+    return encoder, dit.to(device), load_wan_vae(folder).to(device)

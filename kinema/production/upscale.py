@@ -1,0 +1,45 @@
+"""Super-resolution: frames at the base size -> frames at the target size.
+
+An `Upscaler` resizes every frame of a clip; a learned model plugs in by having a `name` and the
+same `__call__`. The classical ones are OpenCV's resamplers, frame by frame: "bicubic" (the
+default and the baseline a learned model must beat), "lanczos" (Lanczos-4, sharper, rings more)
+and "area" (for shrinking).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+
+class Upscaler(Protocol):
+    name: str
+
+    def __call__(self, frames: np.ndarray, width: int, height: int) -> np.ndarray:
+        """(T, H, W, 3) uint8 -> (T, height, width, 3) uint8."""
+        ...
+
+
+class ResizeUpscaler:
+    """Classical resampling of each frame with OpenCV."""
+
+    METHODS = {"bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4, "area": cv2.INTER_AREA}
+
+    def __init__(self, method: str = "bicubic"):
+        if method not in self.METHODS:
+            raise ValueError(f"unknown upscaler {method!r}; known: {', '.join(self.METHODS)}")
+        self.name = method
+        self._flag = self.METHODS[method]
+
+    def __call__(self, frames: np.ndarray, width: int, height: int) -> np.ndarray:
+        if frames.shape[1:3] == (height, width):
+            return frames
+        out = np.empty((len(frames), height, width, 3), np.uint8)
+        for i, frame in enumerate(frames):
+            out[i] = cv2.resize(frame, (width, height), interpolation=self._flag)
+        return out
+
+
+UPSCALERS = {name: (lambda name=name: ResizeUpscaler(name)) for name in ResizeUpscaler.METHODS}
