@@ -57,6 +57,7 @@ def test_base_format():
     assert base_format(ProductionSettings(fps=24, width=256, height=256)) == (8, 64, 64)
     assert base_format(ProductionSettings(fps=4, width=32, height=48)) == (4, 32, 48)
     assert base_format(ProductionSettings(fps=30, width=256, height=144)) == (8, 80, 48)
+    assert base_format(ProductionSettings(fps=8, width=96, height=64)) == (8, 96, 64)  # native
     with pytest.raises(ValueError, match="fps must be"):
         ProductionSettings(fps=0).check()
 

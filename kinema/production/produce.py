@@ -50,7 +50,7 @@ MAX_SIDE = 2048
 @dataclass(frozen=True)
 class ProductionSettings:
     """What to make. fps, width and height are the output's; the model generates at its base
-    (`base_fps`, about `base_side` x `base_side` pixels) and the pipeline upsamples."""
+    (`base_fps`, about 64x64 pixels) and the pipeline upsamples."""
 
     fps: float = 8.0
     width: int = 64
@@ -62,7 +62,6 @@ class ProductionSettings:
     watermark: bool = True
     generation_id: str | None = None  # None: derived from the model, prompt, seed and settings
     base_fps: float = 8.0
-    base_side: int = 64
 
     def check(self) -> None:
         problems = []
@@ -130,14 +129,18 @@ def build_stages(
     return stages
 
 
+NATIVE_PIXELS = 96 * 64  # the largest size kinema-tiny was trained at: generated as it is
+BASE_PIXELS = 64 * 64  # a larger target is generated at about this many pixels, then upscaled
+
+
 def base_format(s: ProductionSettings) -> tuple[float, int, int]:
     """(fps, width, height) the model generates at: the base fps unless the target is slower; the
-    target size if it is no larger than base_side^2 pixels, else the target's aspect ratio at
-    about base_side^2 pixels, in multiples of 16."""
+    target size if the model takes it natively, else the target's aspect ratio at about 64x64
+    pixels, in multiples of 16."""
     fps = min(s.fps, s.base_fps)
-    if s.width * s.height <= s.base_side**2:
+    if s.width * s.height <= NATIVE_PIXELS:
         return fps, s.width, s.height
-    scale = math.sqrt(s.base_side**2 / (s.width * s.height))
+    scale = math.sqrt(BASE_PIXELS / (s.width * s.height))
     return (
         fps,
         max(16, round(s.width * scale / 16) * 16),
