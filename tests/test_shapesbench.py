@@ -111,6 +111,9 @@ def test_report_and_folder_mode(tmp_path, reference_runs):
     assert set(summaries) == {"groundtruth", "independent-frames"}
     for f in ("results.json", "report.md", "report.html", "scores.png", "contact_groundtruth.png"):
         assert (tmp_path / "rep" / f).stat().st_size > 0
+    # a model folder given as a generator is a path: its sheet is named after the folder
+    write_report(tmp_path / "rep2", reference_runs, {"runs/my-model": [(prompt, frames)]}, settings)
+    assert (tmp_path / "rep2" / "contact_my-model.png").stat().st_size > 0
 
 
 def test_unknown_generator_and_bad_folder():

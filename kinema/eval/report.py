@@ -97,7 +97,7 @@ def write_report(
     for name, clips in examples.items():
         if clips:
             labels, frames = zip(*clips, strict=True)
-            sheets[name] = f"contact_{name}.png"
+            sheets[name] = f"contact_{Path(name).name or 'model'}.png"  # a model folder is a path
             save_png(
                 out / sheets[name], contact_sheet(list(frames), list(labels), frames_per_clip=9)
             )
