@@ -4,8 +4,8 @@ to train and measure it, and the production pipeline around it."""
 __version__ = "0.1.0"
 
 
-def load(model="kinema-tiny", device="cpu"):
-    """Load a text-to-video model (see kinema.api)."""
+def load(model="kinema-tiny", device="cpu", dtype=None, offload=False):
+    """Load a text-to-video model (see kinema.api.load)."""
     from kinema.api import load as _load
 
-    return _load(model, device)
+    return _load(model, device, dtype, offload)

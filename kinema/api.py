@@ -177,15 +177,20 @@ class Pipeline:
         image_noise: float = 0.0,
         hierarchical: bool = False,
         chain: ChainSettings | None = None,
+        cache_threshold: float | None = None,
     ) -> Video:
         """A clip from a prompt, optionally pinned to images. Clips longer than one window
         (33 frames) are chains of windows. callback(step, steps, latents) per sampler step
-        (per window for chains)."""
+        (per window for chains). cache_threshold: step caching (kinema/sampling/step_cache.py),
+        off when None."""
         check_prompt(prompt)
         chain = chain or ChainSettings()
         s = self.settings(seed, seconds, fps, width, height, negative_prompt, num_frames, motion,
-                          image_noise, steps=steps, guidance=guidance, solver=solver, shift=shift)  # fmt: skip
+                          image_noise, steps=steps, guidance=guidance, solver=solver, shift=shift,
+                          cache_threshold=cache_threshold)  # fmt: skip
         pinned, notes = self.pinned_images(s, image, last_image, keyframes, fit)
+        notes = [*self.t2v.placement.notes, *notes]
+        first_cache = len(self.t2v.step_cache_stats)
         long = hierarchical or s.num_frames > MAX_SINGLE_WINDOW_FRAMES
         cb = None if callback is None else (lambda w, n, j, m: callback(j, m, None))
         extra: dict = {}
@@ -212,6 +217,11 @@ class Pipeline:
             extra = {"mode": "image-to-video" if pinned else "text-to-video"}
         meta = {"prompt": prompt, "model": self.t2v.name, **dataclasses.asdict(s), **extra,
                 "pinned_frames": [f for f, _ in pinned], "notes": notes, "timings": timings}  # fmt: skip
+        caches = self.t2v.step_cache_stats[first_cache:]
+        del self.t2v.step_cache_stats[first_cache:]
+        if caches:  # every window's, added up
+            meta["step_cache"] = {k: sum(c[k] for c in caches) for k in caches[0]}
+            meta["step_cache"]["threshold"] = s.cache_threshold
         return Video(frames, s.fps, meta)
 
     def extend(
@@ -269,10 +279,29 @@ class Pipeline:
         return produce(self, prompt, settings or ProductionSettings(), stages, **generate)
 
 
-def load(model: str | Path = DEFAULT_MODEL, device: str = "cpu") -> Pipeline:
+def load(
+    model: str | Path = DEFAULT_MODEL,
+    device: str = "cpu",
+    dtype: str | torch.dtype | None = None,
+    offload: bool = False,
+):
     """Load a model by name ("kinema-tiny") or folder (kinema's, or a Wan2.1 one in the
-    diffusers or the original layout)."""
+    diffusers or the original layout), or any local diffusers video pipeline as
+    "diffusers:/path" (kinema/backends/diffusers_pipeline.py).
+
+    dtype: "float16"/"bfloat16" (or a torch dtype) for the transformer's weights, with its fp32
+    islands kept (kinema/pipeline/memory.py); None keeps float32. offload: each component goes
+    to `device` only while it works (text encoder, transformer, VAE); on CPU nothing moves."""
+    from kinema.pipeline.memory import parse_dtype
+
+    dtype = parse_dtype(dtype)
+    if str(model).startswith("diffusers:"):
+        from kinema.backends.diffusers_pipeline import load_diffusers
+
+        return load_diffusers(model, device, dtype, offload)
     folder = resolve_model(model)
-    encoder, dit, vae = load_components(folder, device)
+    encoder, dit, vae = load_components(folder, "cpu")  # then placed (checked) on `device`
     name = str(model) if not Path(str(model)).is_dir() else folder.name
-    return Pipeline(TextToVideo(encoder, dit, vae, name))
+    t2v = TextToVideo(encoder, dit, vae, name)
+    t2v.place(device, dtype, offload)
+    return Pipeline(t2v)

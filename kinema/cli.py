@@ -92,6 +92,13 @@ Fit = Annotated[
 Motion = Annotated[
     float | None, typer.Option(help="motion strength 0..255 [default: the model chooses]")
 ]
+CacheThreshold = Annotated[
+    float | None,
+    typer.Option(
+        help="step caching: reuse the later transformer blocks while the first block's output "
+        "changes less than this (e.g. 0.1) [default: off]"
+    ),
+]
 
 
 @app.command("generate")
@@ -137,6 +144,18 @@ def generate(
     anchor: Annotated[
         bool, typer.Option(help="long clips: re-anchor every window on the first frame")
     ] = True,
+    cache_threshold: CacheThreshold = None,
+    device: Annotated[str, typer.Option(help="where to run: cpu, cuda, cuda:1, ...")] = "cpu",
+    dtype: Annotated[
+        str | None, typer.Option(help="transformer weights: float16 or bfloat16 [default: float32]")
+    ] = None,
+    offload: Annotated[
+        bool, typer.Option(help="each component on --device only while it works (CPU: no-op)")
+    ] = False,
+    vae_tile: Annotated[
+        int | None,
+        typer.Option(help="decode in spatial tiles of this many latent pixels (large frames)"),
+    ] = None,
     # production (kinema/production): the model runs at its base fps and size, then upsampling
     expand: Annotated[bool, typer.Option(help="add motion and scene detail to the prompt")] = True,
     expand_url: Annotated[
@@ -190,15 +209,21 @@ def generate(
     images = _read_images(
         {"image": image, "last_image": last_image, **{k: p for k, p in keyframes.items()}}
     )
-    pipe: Pipeline = load(model)
+    pipe: Pipeline = load(model, device, dtype, offload)
+    if vae_tile is not None:
+        if vae_tile < 8 or getattr(pipe, "format", None) is not None:
+            raise UsageError("--vae-tile takes 8 or more latent pixels, for kinema's own models")
+        pipe.t2v.decode_tile = vae_tile
     settings = pipe.settings(seed, seconds, base_fps, base_width, base_height, negative or "",
                              motion=motion, image_noise=image_noise, steps=steps,
-                             guidance=guidance, solver=solver, shift=shift)  # fmt: skip
+                             guidance=guidance, solver=solver, shift=shift,
+                             cache_threshold=cache_threshold)  # fmt: skip
     keyed = {k: images[k] for k in keyframes}
     pipe.pinned_images(settings, images["image"], images["last_image"], keyed, fit)  # checks
     chain = ChainSettings(anchor=anchor)
     windows = 1
-    if hierarchical or settings.num_frames > MAX_SINGLE_WINDOW_FRAMES:
+    one_pass = getattr(pipe, "format", None) is not None  # a diffusers pipeline: no chains
+    if hierarchical or (settings.num_frames > MAX_SINGLE_WINDOW_FRAMES and not one_pass):
         per = chain.window_frames - chain.tail_frames
         windows = 1 + -(-(settings.num_frames - chain.window_frames) // per) + int(hierarchical)
     loaded = time.perf_counter()
@@ -215,10 +240,18 @@ def generate(
             guidance=guidance, solver=solver, shift=shift, image=images["image"],
             last_image=images["last_image"], keyframes=keyed,
             fit=fit, motion=motion, image_noise=image_noise, hierarchical=hierarchical,
-            chain=chain,
+            chain=chain, cache_threshold=cache_threshold,
         )  # fmt: skip
     for note in video.metadata.get("notes", []):
         err.print(f"note: {note}", highlight=False)
+    cache = video.metadata.get("step_cache")
+    if cache:
+        err.print(
+            f"step cache: {cache['blocks_run']} of {cache['blocks_total']} transformer blocks run "
+            f"({cache['blocks_total'] / max(cache['blocks_run'], 1):.2f}x fewer), "
+            f"{cache['reused']} of {cache['evaluations']} forwards reused the cache",
+            highlight=False,
+        )  # fmt: skip
     files = export(video, output, exporting)
     for line in summary(video, files, output, exporting):
         err.print(line, highlight=False)
@@ -283,6 +316,8 @@ def plan(
         raise UsageError(f"--seconds must be 0 (one frame) or more, got {seconds}")
     if text_tokens < 1 or not gpu_tflops > 0 or not 0 < gpu_utilisation <= 1:
         raise UsageError("--text-tokens must be >= 1, --gpu-tflops > 0, --gpu-utilisation 0..1")
+    if model.startswith("diffusers:"):
+        raise UsageError("kinema plan costs kinema's own models; a diffusers pipeline has no plan")
     folder = resolve_model(model)
     dit, vae = load_dit(folder / "dit.safetensors"), load_vae(folder / "vae.safetensors")
     s = GenerationSettings.from_seconds(seconds, fps, width=width, height=height,
@@ -648,6 +683,7 @@ def bench_shapes(
     size: Annotated[str, typer.Option(help="WIDTHxHEIGHT of the judged clips")] = "64x64",
     frames: Annotated[int, typer.Option(help="frames per judged clip")] = 17,
     fps: Annotated[float, typer.Option(help="frames per second of the judged clips")] = 8.0,
+    cache_threshold: CacheThreshold = None,
 ) -> None:
     """Run ShapesBench and write results.json, report.md, report.html and plots."""
     from kinema.eval.generators import folder_clips, get_generator
@@ -675,9 +711,13 @@ def bench_shapes(
                 progress.advance(task)
         names = generator or ([] if videos is not None else ["groundtruth", "independent-frames"])
         suite = load_suite(quick)
-        overrides = sampler_overrides(steps, guidance, solver, shift)
+        overrides = sampler_overrides(steps, guidance, solver, shift, cache_threshold)
+        cached = {}
         for name in names:
             gen = get_generator(name, **overrides)
+            if cache_threshold is not None and hasattr(gen, "cache_totals"):
+                name = f"{name} (cache {cache_threshold:g})"
+                cached[name] = gen
             task = progress.add_task(name, total=len(suite) * seeds)
             examples[name] = []
 
@@ -692,6 +732,15 @@ def bench_shapes(
     for dim, cells in comparison_rows(summaries):
         table.add_row(dim, *cells)
     console.print(table)
+    for name, gen in cached.items():
+        t = gen.cache_totals
+        console.print(
+            f"{name}: {t['blocks_run']} of {t['blocks_total']} transformer blocks run "
+            f"({t['blocks_total'] / max(t['blocks_run'], 1):.2f}x fewer); transformer FLOPs "
+            f"{t['flops'] / 1e12:.3g} of {t['flops_uncached'] / 1e12:.3g} TFLOP "
+            f"({t['flops_uncached'] / max(t['flops'], 1):.2f}x fewer)",
+            highlight=False,
+        )  # fmt: skip
     console.print(f"report: {output / 'report.html'} (also report.md, results.json, scores.png)")
 
 

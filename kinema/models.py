@@ -18,7 +18,12 @@ DEFAULT_MODEL = "kinema-tiny"
 
 
 def resolve_model(model: str | Path) -> Path:
-    """A model name or a folder -> the folder; a clear error for anything else."""
+    """A model name or a folder -> the folder; a clear error for anything else. A diffusers
+    pipeline ("diffusers:/path") -> its folder (kinema/backends/diffusers_pipeline.py)."""
+    if str(model).startswith("diffusers:"):
+        from kinema.backends.diffusers_pipeline import diffusers_folder
+
+        return diffusers_folder(model)
     if str(model) in MODELS:
         folder = MODELS[str(model)]
     else:

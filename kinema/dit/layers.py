@@ -33,13 +33,11 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1).float()
 
 
-def attention(q, k, v, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """q (B, Lq, H, D), k/v (B, Lk, H, D), key_mask (B, Lk) bool -> (B, Lq, H*D)."""
-    mask = None if key_mask is None else key_mask[:, None, None, :]
-    out = F.scaled_dot_product_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask
-    )
-    return rearrange(out, "b h l d -> b l (h d)")
+def attention(q, k, v, key_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """q (B, Lq, H, D), k/v (B, H, Lk, D) (SDPA's layout, as project_kv gives them),
+    key_bias (B, 1, 1, Lk): bool (True: attend) or float added to the scores -> (B, Lq, H*D)."""
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, attn_mask=key_bias)
+    return rearrange(out, "b h l d -> b l (h d)")  # a view when out is (B, L, H, D) in memory
 
 
 class SelfAttention(nn.Module):
@@ -50,17 +48,20 @@ class SelfAttention(nn.Module):
         self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
         self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
 
-    def forward(self, x, rope: tuple[torch.Tensor, torch.Tensor]):  # x (B, L, dim)
-        split = lambda t: rearrange(t, "b l (h d) -> b l h d", h=self.heads)  # noqa: E731
-        q, k, v = split(self.norm_q(self.q(x))), split(self.norm_k(self.k(x))), split(self.v(x))
-        q, k = apply_rope(q, rope), apply_rope(k, rope)
-        return self.o(attention(q, k, v))
+    def split(self, t: torch.Tensor) -> torch.Tensor:
+        return t.unflatten(-1, (self.heads, -1))  # (B, L, dim) -> (B, L, H, D), a view
+
+    def forward(self, x, rope: torch.Tensor):  # x (B, L, dim), rope (L, 1, D/2) complex
+        q = apply_rope(self.split(self.norm_q(self.q(x))), rope)
+        k = apply_rope(self.split(self.norm_k(self.k(x))), rope)
+        return self.o(attention(q, k.transpose(1, 2), self.split(self.v(x)).transpose(1, 2)))
 
 
 class CrossAttention(SelfAttention):
     """Queries from the video tokens, keys and values from the text (same layers as Wan's).
     image=True (Wan I2V): the image tokens get their own keys and values (k_img, v_img) and the
-    two attentions' outputs are summed before the output projection."""
+    two attentions' outputs are summed before the output projection. The keys and values of the
+    text (and image) do not depend on the video: project_kv makes them once per generation."""
 
     def __init__(
         self, dim: int, heads: int, qk_norm: bool = True, eps: float = 1e-6, image: bool = False
@@ -70,15 +71,21 @@ class CrossAttention(SelfAttention):
             self.k_img, self.v_img = nn.Linear(dim, dim), nn.Linear(dim, dim)
             self.norm_k_img = RMSNorm(dim, eps) if qk_norm else nn.Identity()
 
-    def forward(self, x, context, context_mask=None, image=None):
-        """x (B, L, dim), context (B, Lt, dim), image (B, Li, dim) or None."""
-        split = lambda t: rearrange(t, "b l (h d) -> b l h d", h=self.heads)  # noqa: E731
-        q = split(self.norm_q(self.q(x)))
-        k, v = split(self.norm_k(self.k(context))), split(self.v(context))
-        out = attention(q, k, v, context_mask)
-        if image is not None:
-            k_img, v_img = split(self.norm_k_img(self.k_img(image))), split(self.v_img(image))
-            out = out + attention(q, k_img, v_img)
+    def project_kv(self, context: torch.Tensor, image: torch.Tensor | None = None) -> tuple:
+        """context (B, Lt, dim), image (B, Li, dim) or None -> ((k, v), (k_img, v_img) or None),
+        each (B, H, L, D), contiguous."""
+        heads = lambda t: self.split(t).transpose(1, 2).contiguous()  # noqa: E731
+        text = heads(self.norm_k(self.k(context))), heads(self.v(context))
+        if image is None:
+            return text, None
+        return text, (heads(self.norm_k_img(self.k_img(image))), heads(self.v_img(image)))
+
+    def forward(self, x, kv, key_bias=None, image_kv=None):
+        """x (B, L, dim); kv, image_kv from project_kv; key_bias (B, 1, 1, Lt)."""
+        q = self.split(self.norm_q(self.q(x)))
+        out = attention(q, *kv, key_bias)
+        if image_kv is not None:
+            out = out + attention(q, *image_kv)
         return self.o(out)
 
 
@@ -144,9 +151,10 @@ class DiTBlock(nn.Module):
         )
         self.modulation = modulation_param(dim, 6)
 
-    def forward(self, x, e, context, context_mask, rope, image=None):
+    def forward(self, x, e, kv, key_bias, rope, image_kv=None):
         """x (B, L, dim) tokens in frame order; e (B, F, 6, dim) timestep projections per frame;
-        context (B, Lt, dim); image (B, Li, dim) embedded image tokens (Wan I2V) or None."""
+        kv (and image_kv, Wan I2V) this block's text keys and values (CrossAttention.project_kv),
+        key_bias (B, 1, 1, Lt); rope (L, 1, D/2) complex rotations."""
         frames = e.shape[1]
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = modulate(
             self.modulation, e
@@ -154,7 +162,7 @@ class DiTBlock(nn.Module):
         h = per_frame(self.norm1(x).float(), frames, lambda t: t * (1 + scale_msa) + shift_msa)
         y = self.self_attn(h.type_as(x), rope).float()
         x = x + per_frame(y, frames, lambda t: t * gate_msa).type_as(x)
-        x = x + self.cross_attn(self.norm3(x), context, context_mask, image)
+        x = x + self.cross_attn(self.norm3(x), kv, key_bias, image_kv)
         h = per_frame(self.norm2(x).float(), frames, lambda t: t * (1 + scale_mlp) + shift_mlp)
         y = self.ffn(h.type_as(x)).float()
         return x + per_frame(y, frames, lambda t: t * gate_mlp).type_as(x)

@@ -4,6 +4,8 @@ parts; pairs are adjacent channels. Computed in float32 whatever the model's dty
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
@@ -39,11 +41,21 @@ def rope_tables(
     return torch.cos(angles).float(), torch.sin(angles).float()
 
 
-def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """x (B, L, H, D) with adjacent channel pairs rotated by the (L, D/2) tables."""
-    cos, sin = rope
-    xf = x.float().unflatten(-1, (-1, 2))  # (B, L, H, D/2, 2)
-    real, imag = xf[..., 0], xf[..., 1]
-    cos, sin = cos[None, :, None, :], sin[None, :, None, :]
-    out = torch.stack([real * cos - imag * sin, real * sin + imag * cos], dim=-1)
-    return out.flatten(-2).type_as(x)
+@functools.lru_cache(maxsize=32)
+def rope_rotations(head_dim: int, grid: tuple[int, int, int], device=None) -> torch.Tensor:
+    """(F*H*W, 1, head_dim/2) complex64 rotations cos + i sin, made once per grid and device
+    (the transformer asks for them on every forward)."""
+    with torch.inference_mode(False):  # a cached table must be usable outside inference mode
+        cos, sin = rope_tables(head_dim, grid, device)
+        return torch.complex(cos, sin)[:, None, :]
+
+
+def apply_rope(
+    x: torch.Tensor, rope: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """x (B, L, H, D) with adjacent channel pairs rotated: one complex product per pair, in
+    float32. rope: rope_rotations' (L, 1, D/2) complex table, or rope_tables' (cos, sin)."""
+    if isinstance(rope, tuple):
+        rope = torch.complex(*rope)[:, None, :]
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))  # (B, L, H, D/2)
+    return torch.view_as_real(pairs * rope).flatten(-2).type_as(x)

@@ -23,7 +23,8 @@ from kinema.dit.layers import (
     sinusoidal_embedding,
     timestep_features,
 )
-from kinema.dit.rope import rope_tables
+from kinema.dit.rope import rope_rotations
+from kinema.sampling.step_cache import StepCache
 
 
 @dataclass(frozen=True)
@@ -60,16 +61,43 @@ class DiTConfig:
             raise ValueError(f"prediction must be 'v' or 'x0', got {self.prediction!r}")
 
 
-def wan_text_context(
+@dataclass
+class TextContext:
+    """The text side of every forward, made once per generation by DiT.prepare_context: per
+    block, the cross-attention keys and values of the text (and of the image, Wan I2V), and the
+    bias over the keys. Sampling passes it to every step instead of the raw text states."""
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per block, (B, H, Lt, D) each
+    key_bias: torch.Tensor | None  # (B, 1, 1, Lt): bool (attend) or float added to the scores
+    image_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+
+def wan_text_tokens(
     context: torch.Tensor, mask: torch.Tensor | None, text_len: int
-) -> torch.Tensor:
-    """Wan's text input: states (B, L, D) with the padding (mask False) zeroed, zero-padded to
-    (B, text_len, D). The model then attends to all text_len tokens, as Wan2.1 does."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Wan's text input, compacted. Wan zeroes the padding (mask False), zero-pads the states to
+    text_len (512) tokens and attends to all of them; every zero token embeds to the same key and
+    value, so m of them weigh as one key whose score is raised by log(m). Returns states
+    (B, L' + 1, D): the tokens up to the last non-zero one of the batch, then one zero token; and
+    the float bias (B, 1, 1, L' + 1): 0 for a non-zero token, -inf for a zero one (it is
+    counted in the last), log(zero tokens) for the last. Equals Wan's 512-token attention up to
+    float rounding, at the cost of the prompt's length instead of 512."""
     if context.shape[1] > text_len:
         raise ValueError(f"{context.shape[1]} text tokens, this model takes at most {text_len}")
     if mask is not None:
         context = context * mask[..., None].to(context.dtype)
-    return torch.nn.functional.pad(context, (0, 0, 0, text_len - context.shape[1]))
+    nonzero = context.ne(0).any(-1)  # (B, L)
+    if context.is_meta:  # no data to look at (cost planning): keep every token given
+        keep = context.shape[1]
+    else:
+        used = nonzero.any(0).nonzero()
+        keep = int(used.max()) + 1 if len(used) else 0
+    context, nonzero = context[:, :keep], nonzero[:, :keep]
+    zeros = (text_len - nonzero.sum(1)).float()  # (B,)
+    states = torch.cat([context, context.new_zeros(context.shape[0], 1, context.shape[2])], 1)
+    inf = torch.tensor(float("-inf"), device=context.device)
+    bias = torch.cat([torch.where(nonzero, 0.0, inf), torch.where(zeros > 0, zeros.log(), inf)[:, None]], 1)  # fmt: skip
+    return states, bias[:, None, None, :]
 
 
 class DiT(nn.Module):
@@ -157,30 +185,59 @@ class DiT(nn.Module):
             out = e if out is None else out + e
         return out
 
+    def prepare_context(
+        self,
+        context: torch.Tensor,
+        context_mask: torch.Tensor | None = None,
+        image_context: torch.Tensor | None = None,
+    ) -> TextContext:
+        """Text states (B, Lt, text_dim) and mask (B, Lt) bool -> the TextContext every forward
+        of a generation shares (the text embedding and each block's keys and values, made once
+        instead of once per step). image_context: (B, Li, image_dim) CLIP tokens, Wan I2V."""
+        if self.cfg.text_len is not None:
+            context, key_bias = wan_text_tokens(context, context_mask, self.cfg.text_len)
+            key_bias = key_bias.to(self.text_embedding[0].weight.dtype)
+        else:
+            key_bias = None if context_mask is None else context_mask[:, None, None, :]
+        context = self.text_embedding(context.to(self.text_embedding[0].weight.dtype))
+        image = None
+        if self.cfg.image_dim is not None:
+            if image_context is None:
+                raise ValueError("this model (Wan I2V) needs image_context: CLIP image tokens")
+            image = self.img_emb(image_context.to(self.text_embedding[0].weight.dtype))
+        kv = [block.cross_attn.project_kv(context, image) for block in self.blocks]
+        image_kv = [i for _, i in kv] if image is not None else None
+        return TextContext([t for t, _ in kv], key_bias, image_kv)
+
     def forward(
         self,
         x: torch.Tensor,
         t: torch.Tensor,
-        context: torch.Tensor,
+        context: torch.Tensor | TextContext,
         context_mask: torch.Tensor | None = None,
         motion: torch.Tensor | None = None,
         fps: torch.Tensor | None = None,
         image_context: torch.Tensor | None = None,
+        step_cache: StepCache | None = None,
     ) -> torch.Tensor:
         """
         Args:
             x: (B, C, F, H, W) latents at flow time t.
             t: (B,) one time per clip, or (B, F) one per latent frame, in [0, 1].
-            context: (B, Lt, text_dim) text token states; context_mask: (B, Lt) bool.
+            context: (B, Lt, text_dim) text token states; context_mask: (B, Lt) bool. Or the
+                TextContext of prepare_context (then context_mask and image_context are unused).
             motion: (B,) motion strength 0..255, NaN where not given; None: not given at all.
             fps: (B,) frames per second of the clip, same convention.
             image_context: (B, Li, image_dim) CLIP image tokens (Wan I2V/FLF2V models only).
+            step_cache: reuse the blocks after the first from an earlier step when the first
+                block's output changed little (kinema/sampling/step_cache.py).
         Returns:
-            (B, C_out, F, H, W): the prediction named by cfg.prediction.
+            (B, C_out, F, H, W): the prediction named by cfg.prediction, float32.
         """
         b = x.shape[0]
         grid = self.grid(tuple(x.shape[2:]))
-        tokens = rearrange(self.patch_embedding(x), "b d f h w -> b (f h w) d")
+        dtype = self.patch_embedding.weight.dtype
+        tokens = rearrange(self.patch_embedding(x.to(dtype)), "b d f h w -> b (f h w) d")
         # one timestep per patch-frame, embedded once; blocks broadcast it over the frame's tokens
         if t.dim() == 1:
             t = t[:, None].expand(b, grid[0])
@@ -197,20 +254,22 @@ class DiT(nn.Module):
             if micro is not None:
                 e = e + micro[:, None]
         e0 = self.time_projection(e).unflatten(-1, (6, self.cfg.dim))  # (B, F', 6, dim)
-        if self.cfg.text_len is not None:
-            context, context_mask = wan_text_context(context, context_mask, self.cfg.text_len), None
-        context = self.text_embedding(context)
-        image = None
-        if self.cfg.image_dim is not None:
-            if image_context is None:
-                raise ValueError("this model (Wan I2V) needs image_context: CLIP image tokens")
-            image = self.img_emb(image_context)
-        rope = rope_tables(self.cfg.dim // self.cfg.heads, grid, device=x.device)
-        for block in self.blocks:
-            tokens = block(tokens, e0, context, context_mask, rope, image)
+        if not isinstance(context, TextContext):
+            context = self.prepare_context(context, context_mask, image_context)
+        rope = rope_rotations(self.cfg.dim // self.cfg.heads, grid, x.device)
+        image_kv = context.image_kv or [None] * len(self.blocks)
+
+        def run(i: int, tokens: torch.Tensor) -> torch.Tensor:
+            return self.blocks[i](tokens, e0, context.kv[i], context.key_bias, rope, image_kv[i])
+
+        if step_cache is None:
+            for i in range(len(self.blocks)):
+                tokens = run(i, tokens)
+        else:
+            tokens = step_cache.run(tokens, run, len(self.blocks))
         out = self.head(tokens, e)  # (B, L, pt*ph*pw*C)
         pt, ph, pw = self.cfg.patch
         return rearrange(
-            out, "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)",
+            out.float(), "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)",
             f=grid[0], h=grid[1], w=grid[2], pt=pt, ph=ph, pw=pw,
         )  # fmt: skip

@@ -61,13 +61,31 @@ class ModelGenerator:
 
         self.pipe = load(model)
         self.overrides = overrides
+        # with step caching: transformer blocks and FLOPs run, against the uncached run
+        self.cache_totals = dict.fromkeys(("blocks_run", "blocks_total", "flops", "flops_uncached"), 0)  # fmt: skip
 
     def __call__(self, prompt: str, seed: int, settings: BenchSettings) -> np.ndarray:
         video = self.pipe(
             prompt, seed=seed, num_frames=settings.num_frames, fps=settings.fps,
             width=settings.width, height=settings.height, **self.overrides,
         )  # fmt: skip
+        stats = video.metadata.get("step_cache")
+        if stats:
+            self._count(stats, video.metadata)
         return video.frames
+
+    def _count(self, stats: dict, meta: dict) -> None:
+        from kinema.pipeline.plan import step_cache_flops
+
+        t2v = self.pipe.t2v
+        sf, tf, patch = t2v.vae.cfg.spatial_factor, t2v.vae.cfg.temporal_factor, t2v.dit.cfg.patch
+        latent = (1 + (meta["num_frames"] - 1) // tf, meta["height"] // sf, meta["width"] // sf)
+        grid = tuple(n // p for n, p in zip(latent, patch, strict=True))
+        batch = 1 if meta["guidance"] == 1.0 else 2
+        run, full = step_cache_flops(t2v.dit.cfg, batch, grid, 16, stats)
+        for k, v in (("blocks_run", stats["blocks_run"]), ("blocks_total", stats["blocks_total"]),
+                     ("flops", run), ("flops_uncached", full)):  # fmt: skip
+            self.cache_totals[k] += v
 
 
 def get_generator(name: str, **overrides) -> Generator:

@@ -68,9 +68,11 @@ def _to_video(frames: np.ndarray) -> torch.Tensor:
 
 @torch.inference_mode()
 def encode_frames(vae: CausalVAE, frames: np.ndarray) -> torch.Tensor:
-    """(T, H, W, 3) uint8 with T = 1 + 4k -> normalised latents (1, C, 1 + k, h, w)."""
-    mean, _ = vae.encode(_to_video(frames))
-    return vae.to_model(mean)
+    """(T, H, W, 3) uint8 with T = 1 + 4k -> normalised latents (1, C, 1 + k, h, w), on the
+    CPU whatever device the VAE runs on."""
+    device = next(vae.parameters()).device
+    mean, _ = vae.encode(_to_video(frames).to(device))
+    return vae.to_model(mean).cpu()
 
 
 @dataclass(frozen=True)

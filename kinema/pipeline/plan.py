@@ -20,6 +20,7 @@ window encodes the prompt, samples and decodes itself whole, and each later one 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import statistics
@@ -38,6 +39,8 @@ from kinema.pipeline.long_clip import ChainSettings
 from kinema.pipeline.text_to_video import GenerationError, GenerationSettings, TextToVideo
 from kinema.sampling.guidance import TextCondition, guided_velocity
 from kinema.vae.causal_vae import CausalVAE, VAEConfig, latent_frames
+from kinema.vae.tiling import decode_pieces
+from kinema.vae.wan_vae import WanVAE, WanVAEConfig
 
 BYTES = 4  # float32
 GPU_LAUNCH_SECONDS = 10e-6  # eager PyTorch: dispatch + launch per kernel, the floor on a GPU
@@ -89,6 +92,18 @@ def dit_flops(
     micro = 2 * micro_inputs * (cfg.freq_dim * d + d * d)
     total = batch * (cfg.layers * blocks + embed_and_head + text + timestep + micro)
     return total, batch * cfg.layers * attention
+
+
+def step_cache_flops(
+    cfg: DiTConfig, batch: int, grid: tuple[int, int, int], text_tokens: int, stats: dict
+) -> tuple[float, float]:
+    """(FLOPs run, FLOPs without the cache) of the forwards a StepCache counted (its stats()):
+    every forward embeds and projects, and runs the blocks it ran."""
+    full, _ = dit_flops(cfg, batch, grid, text_tokens)
+    base, _ = dit_flops(dataclasses.replace(cfg, layers=0), batch, grid, text_tokens)
+    per_block = (full - base) / cfg.layers
+    run = stats["evaluations"] * base + stats["blocks_run"] * per_block
+    return run, stats["evaluations"] * full
 
 
 # ----------------------------------------------------------------------------- meta traces
@@ -164,8 +179,9 @@ def _trace(fn) -> Trace:
 
 @functools.lru_cache(maxsize=8)
 def _meta_models(dit_cfg: DiTConfig, vae_cfg: VAEConfig) -> tuple[DiT, CausalVAE]:
-    with torch.device("meta"):
-        return DiT(dit_cfg).eval(), CausalVAE(vae_cfg).eval()
+    with torch.device("meta"):  # kinema's own VAE, or Wan2.1's (a WanVAEConfig)
+        vae = WanVAE(vae_cfg) if isinstance(vae_cfg, WanVAEConfig) else CausalVAE(vae_cfg)
+        return DiT(dit_cfg).eval(), vae.eval()
 
 
 def _meta(*shape, dtype=torch.float32) -> torch.Tensor:
@@ -177,23 +193,31 @@ def _trace_step(dit_cfg, vae_cfg, latent_shape, text_tokens, guidance, motion, f
     """One Euler step of guided sampling: the sampler state and the largest forward."""
     dit, _ = _meta_models(dit_cfg, vae_cfg)
     cond = TextCondition(_meta(1, text_tokens, dit_cfg.text_dim), _meta(1, text_tokens, dtype=bool))
-    velocity = guided_velocity(dit, dit_cfg.prediction, cond, cond, guidance, None, motion, fps)
     x = _meta(*latent_shape)
-    return _trace(lambda: x + (0.5 - 1.0) * velocity(x, 1.0))
+
+    def step():  # the text is prepared once per run: traced with the step, as its upper bound
+        velocity = guided_velocity(dit, dit_cfg.prediction, cond, cond, guidance, None, motion, fps)
+        return x + (0.5 - 1.0) * velocity(x, 1.0)
+
+    return _trace(step)
 
 
 @functools.lru_cache(maxsize=64)
 def _trace_decode(dit_cfg, vae_cfg, latent_shape) -> Trace:
-    """TextToVideo.decode up to the uint8 frames."""
+    """TextToVideo.decode: piece by piece into uint8 frames (whose T x H x W x 3 bytes, a
+    numpy array there, are added to the peak)."""
     _, vae = _meta_models(dit_cfg, vae_cfg)
     z = _meta(*latent_shape)
-    return _trace(
-        lambda: (
-            ((vae.decode_chunked(vae.from_model(z))[0].clamp(-1, 1) + 1) * 127.5)
-            .round()
-            .to(torch.uint8)
-        )
-    )
+
+    def decode():
+        for video in decode_pieces(vae, vae.from_model(z)):
+            ((video[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+    trace = _trace(decode)
+    _, _, n, h, w = latent_shape
+    sf = vae_cfg.spatial_factor
+    frames = (1 + vae_cfg.temporal_factor * (n - 1)) * h * sf * w * sf * 3
+    return Trace(trace.flops, trace.peak_bytes + frames, trace.kernels)
 
 
 @functools.lru_cache(maxsize=64)

@@ -18,11 +18,14 @@ import torch
 
 from kinema.dit.transformer import DiT
 from kinema.pipeline.conditioning import FrameConditions, known_frames
+from kinema.pipeline.memory import Placement, cast_dit, module_device, move_to
 from kinema.sampling.guidance import KnownFrames, TextCondition, guided_velocity
 from kinema.sampling.schedules import flow_times
 from kinema.sampling.solvers import SOLVERS
+from kinema.sampling.step_cache import StepCache, warmup_evaluations
 from kinema.text.encoder import TextEncoder
 from kinema.vae.causal_vae import CausalVAE, latent_frames
+from kinema.vae.tiling import decode_pieces
 
 MAX_PROMPT_CHARS = 1000
 
@@ -45,6 +48,9 @@ class GenerationSettings:
     seed: int = 0
     motion: float | None = None  # motion strength 0..255; None lets the model choose
     image_noise: float = 0.0  # flow time of given frames: 0 holds them exactly, more loosens
+    # step caching (kinema/sampling/step_cache.py): skip the blocks after the first when the
+    # first block's residual changed less than this since the last full step; None: off
+    cache_threshold: float | None = None
 
     @classmethod
     def from_seconds(cls, seconds: float, fps: float = 8.0, **kw) -> GenerationSettings:
@@ -59,9 +65,11 @@ def sampler_overrides(
     guidance: float | None = None,
     solver: str | None = None,
     shift: float | None = None,
+    cache_threshold: float | None = None,
 ) -> dict:
     """The sampler settings a caller gave; the ones left as None keep the defaults above."""
-    given = dict(steps=steps, guidance=guidance, solver=solver, shift=shift)
+    given = dict(steps=steps, guidance=guidance, solver=solver, shift=shift,
+                 cache_threshold=cache_threshold)  # fmt: skip
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -98,6 +106,8 @@ def check_settings(s: GenerationSettings, vae: CausalVAE, dit: DiT) -> None:
         problems.append("this model has no motion input; leave motion unset")
     if not 0 <= s.image_noise <= 0.5:
         problems.append(f"image noise must be 0..0.5, got {s.image_noise}")
+    if s.cache_threshold is not None and not 0 < s.cache_threshold <= 1:
+        problems.append(f"cache threshold must be in (0, 1], got {s.cache_threshold}")
     if s.solver not in SOLVERS:
         problems.append(f"unknown solver {s.solver!r}; known: {', '.join(SOLVERS)}")
     if problems:
@@ -124,11 +134,28 @@ class TextToVideo:
         self.dit = dit.eval().requires_grad_(False)
         self.vae = vae.eval().requires_grad_(False)
         self.name = name
+        self.placement = Placement(module_device(self.dit))
+        self.decode_tile: int | None = None  # VAE tiles (latent pixels); None: whole frames
+        self.step_cache_stats: list[dict] = []  # StepCache.stats() of sample() calls that cached
+
+    def place(
+        self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+        offload: bool = False,
+    ) -> None:  # fmt: skip
+        """Run on `device`; the transformer's weights in `dtype` (fp32 islands kept); offload:
+        each component on the device only while it works (kinema/pipeline/memory.py)."""
+        if dtype is not None and dtype != torch.float32:
+            cast_dit(self.dit, dtype)
+        self.placement = Placement(device, offload)
+        if not self.placement.offload:
+            for part in (self.text_encoder, self.dit, self.vae):
+                move_to(part, self.placement.device)
 
     def encode_prompt(
         self, prompt: str, negative_prompt: str = ""
     ) -> tuple[TextCondition, TextCondition]:
-        states, mask = self.text_encoder([check_prompt(prompt), negative_prompt])
+        with self.placement.working(self.text_encoder):
+            states, mask = self.text_encoder([check_prompt(prompt), negative_prompt])
         cond = TextCondition(states[:1, : int(mask[0].sum())], mask[:1, : int(mask[0].sum())])
         uncond = TextCondition(states[1:, : int(mask[1].sum())], mask[1:, : int(mask[1].sum())])
         return cond, uncond
@@ -158,21 +185,46 @@ class TextToVideo:
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
         known: KnownFrames | None = None,
     ) -> torch.Tensor:
-        velocity = guided_velocity(
-            self.dit, self.dit.cfg.prediction, cond, uncond, s.guidance, known,
-            s.motion, s.fps if self.dit.cfg.micro_conditioning else None,
-        )  # fmt: skip
-        x = known.apply(noise) if known is not None else noise
-        x = SOLVERS[s.solver](velocity, x, flow_times(s.steps, s.shift), callback)
+        cache = None
+        if s.cache_threshold is not None:
+            evaluations = s.steps if s.solver == "euler" else 2 * s.steps - 1
+            cache = StepCache(s.cache_threshold, warmup_evaluations(evaluations))
+        device = self.placement.device
+        cond, uncond = (None if c is None else TextCondition(c.states.to(device), c.mask.to(device))
+                        for c in (cond, uncond))  # fmt: skip
+        if known is not None:
+            known = dataclasses.replace(
+                known, latents=known.latents.to(device), frame_mask=known.frame_mask.to(device),
+                noise=None if known.noise is None else known.noise.to(device),
+            )  # fmt: skip
+        with self.placement.working(self.dit):
+            velocity = guided_velocity(
+                self.dit, self.dit.cfg.prediction, cond, uncond, s.guidance, known,
+                s.motion, s.fps if self.dit.cfg.micro_conditioning else None, cache,
+            )  # fmt: skip
+            x = noise.to(device)
+            x = known.apply(x) if known is not None else x
+            x = SOLVERS[s.solver](velocity, x, flow_times(s.steps, s.shift), callback)
+        if cache is not None:
+            self.step_cache_stats.append(cache.stats())
         return known.restore(x) if known is not None else x
 
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """Normalised latents (1, C, F, H, W) -> frames (T, H, W, 3) uint8, in bounded memory."""
-        video = self.vae.decode_chunked(self.vae.from_model(latents))[0]  # (3, T, H, W)
-        return (
-            ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
-        )
+        """Normalised latents (1, C, F, H, W) -> frames (T, H, W, 3) uint8, decoded chunk by
+        chunk (and tile by tile, with decode_tile) straight into the frames, so that the
+        decoder's memory does not grow with the clip's length (kinema/vae/tiling.py)."""
+        f, sf = self.vae.cfg.temporal_factor, self.vae.cfg.spatial_factor
+        _, _, n, h, w = latents.shape
+        frames = np.empty((1 + f * (n - 1), h * sf, w * sf, 3), dtype=np.uint8)
+        done = 0
+        with self.placement.working(self.vae):
+            z = self.vae.from_model(latents.to(self.placement.device))
+            for video in decode_pieces(self.vae, z, self.decode_tile):  # (1, 3, t, H, W)
+                piece = ((video[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+                frames[done : done + piece.shape[1]] = piece.permute(1, 2, 3, 0).cpu().numpy()
+                done += piece.shape[1]
+        return frames
 
     def generate(
         self,
@@ -191,8 +243,9 @@ class TextToVideo:
         t0 = time.perf_counter()
         known = None
         if conditions:
-            known = known_frames(self.vae, conditions, self.latent_shape(settings),
-                                 settings.num_frames, settings.image_noise, settings.seed)  # fmt: skip
+            with self.placement.working(self.vae):
+                known = known_frames(self.vae, conditions, self.latent_shape(settings),
+                                     settings.num_frames, settings.image_noise, settings.seed)  # fmt: skip
             timings["encode_frames"] = time.perf_counter() - t0
             t0 = time.perf_counter()
         noise = self.prepare_latents(settings)

@@ -96,17 +96,25 @@ def guided_velocity(
     known: KnownFrames | None = None,
     motion: float | None = None,
     fps: float | None = None,
+    step_cache=None,
 ) -> Velocity:
-    """The velocity function for a solver. With guidance 1 or no uncond, one branch only."""
+    """The velocity function for a solver. With guidance 1 or no uncond, one branch only.
+    A network with prepare_context (kinema's DiT) embeds the text once here, not every step;
+    step_cache (kinema.sampling.step_cache.StepCache) goes to every network call."""
     use_cfg = uncond is not None and guidance != 1.0
     if use_cfg:
         context, mask = _pad_context(cond, uncond)
     else:
         context, mask = cond.states, cond.mask
+    prepare = getattr(net, "prepare_context", None)
+    if prepare is not None:
+        context, mask = prepare(context, mask), None
 
     def net_v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         extra = {k: torch.full((x.shape[0],), float(v))
                  for k, v in (("motion", motion), ("fps", fps)) if v is not None}  # fmt: skip
+        if step_cache is not None:
+            extra["step_cache"] = step_cache
         return velocity_from_prediction(prediction, net(x, t, context, mask, **extra), x, t)
 
     def velocity(x: torch.Tensor, t: float) -> torch.Tensor:

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 from pydantic import BaseModel, ValidationError
 from safetensors import safe_open
 
+from kinema.backends.diffusers_pipeline import is_diffusers_model, pipeline_format
 from kinema.dit.transformer import DiTConfig
 from kinema.models import resolve_model
 from kinema.pipeline.conditioning import FIT_MODES
@@ -63,6 +64,11 @@ class ModelInfo:
 
     @classmethod
     def read(cls, model: str) -> ModelInfo:
+        if is_diffusers_model(model):  # sizes and frame counts from its configs
+            fmt = pipeline_format(model)
+            vae = SimpleNamespace(spatial_factor=fmt.unit, temporal_factor=fmt.temporal)
+            dit = DiTConfig(patch=(1, 1, 1), micro_conditioning=fmt.image_to_video)
+            return cls(model, SimpleNamespace(cfg=vae), SimpleNamespace(cfg=dit))
         folder = resolve_model(model)
         configs = {}
         for part in ("vae", "dit"):

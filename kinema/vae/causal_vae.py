@@ -10,6 +10,7 @@ long the clip is, and the result equals a full decode.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -138,12 +139,18 @@ class Decoder(nn.Module):
         layers += [nn.GroupNorm(8, ch[0]), nn.SiLU(), nn.Conv2d(ch[0], 3, 3, padding=1)]
         self.spatial = nn.Sequential(*layers)
 
-    def forward(self, z, first_is_start: bool = True):  # (B, C, T', H', W') -> (B, 3, T, H, W)
+    # frames of past the frame-rate block needs: two causal convolutions of kernel 3
+    FRAME_CONTEXT = 4
+
+    def forward(self, z, first_is_start: bool = True, skip: int = 0):
+        """(B, C, T', H', W') -> (B, 3, T - skip, H, W): skip drops the first frames before
+        the per-frame spatial decoder (they are context for chunked decoding)."""
         h = self.temporal(self.conv_in(z))
         h = rearrange(self.ungroup(h), "b (k c) t h w -> b c (t k) h w", k=self.factor)
         if first_is_start:  # latent 0 stands for one frame, not four
             h = h[:, :, self.factor - 1 :]
-        h = self.frame_temporal(h)
+        cut = max(0, skip - self.FRAME_CONTEXT)  # frames even the frame-rate block needs not
+        h = self.frame_temporal(h[:, :, cut:])[:, :, skip - cut :]
         return _per_frame(self.spatial, h)
 
 
@@ -193,15 +200,19 @@ class CausalVAE(nn.Module):
         """Decode `chunk` latent frames at a time with past context; equals decode(z)."""
         if z.shape[2] <= chunk:
             return self.decode(z)
+        return torch.cat(list(self.decode_chunks(z, chunk)), dim=2)
+
+    def decode_chunks(self, z: torch.Tensor, chunk: int = 4) -> Iterator[torch.Tensor]:
+        """decode(z) as pieces of `chunk` latent frames' worth of video, in order. Each piece
+        runs the latent-rate layers over its past context too (decode_context latents), but
+        the frame-rate and spatial layers over its own frames only (and 4 frames of past), so
+        its memory and time do not grow with the clip's length."""
         f, ctx = self.cfg.temporal_factor, self.decode_context
-        pieces = []
         for start in range(0, z.shape[2], chunk):
             lo = max(0, start - ctx)
-            video = self.decode(z[:, :, lo : start + chunk])
             # frames of latent `start` begin at 1 + 4(start-1) + 1 in the full clip
             skip = 0 if start == 0 else 1 + f * (start - lo - 1)
-            pieces.append(video[:, :, skip:])
-        return torch.cat(pieces, dim=2)
+            yield self.decoder(z[:, :, lo : start + chunk], skip=skip)
 
     def forward(self, video: torch.Tensor, sample: bool = True):
         mean, logvar = self.encode(video)

@@ -23,6 +23,7 @@ frame at a time; encode runs over the first frame, then groups of 4, as Wan does
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -320,12 +321,14 @@ class WanVAE(nn.Module):
     def decode_chunked(self, z: torch.Tensor, chunk: int = 1) -> torch.Tensor:
         """Decode `chunk` latent frames at a time (Wan: 1), each continuing the last through
         the causal convolutions' cache; equals decode(z)."""
+        return torch.cat(list(self.decode_chunks(z, chunk)), dim=2)
+
+    def decode_chunks(self, z: torch.Tensor, chunk: int = 1) -> Iterator[torch.Tensor]:
+        """decode(z) as pieces of `chunk` latent frames' worth of video, in order, each
+        continuing the last through the causal convolutions' cache (bounded memory)."""
         cache = StreamCache()
-        pieces = [
-            self.decoder(self.conv2(z[:, :, i : i + chunk]), cache)
-            for i in range(0, z.shape[2], chunk)
-        ]
-        return torch.cat(pieces, dim=2).clamp(-1.0, 1.0)
+        for i in range(0, z.shape[2], chunk):
+            yield self.decoder(self.conv2(z[:, :, i : i + chunk]), cache).clamp(-1.0, 1.0)
 
     def forward(self, video: torch.Tensor, sample: bool = True):
         mean, logvar = self.encode(video)

@@ -1,0 +1,1 @@
+"""Adapters for other model families behind kinema's Pipeline surface (diffusers pipelines)."""

@@ -1,0 +1,260 @@
+"""What makes kinema's transformer fast, step caching, and bounded memory, pinned on tiny models:
+
+- the text prepared once per run (DiT.prepare_context) gives the very forward of the raw text;
+  Wan's 512-token zero padding, attended as one key weighted by its count, gives what attending
+  to the padding gives; RoPE as one complex product equals it pair by pair;
+- the step cache never reuses below its threshold's reach (and then changes nothing), reuses
+  against the last full evaluation, counts the blocks and FLOPs it ran, and is an option of
+  `kinema generate` and `kinema bench shapes`;
+- VAE decoding in pieces keeps its peak as the clip grows 4x; tiles in space blend to the whole
+  frame's decode within a small difference (less than diffusers' own tiling on the same Wan VAE);
+- bfloat16 transformer weights keep their fp32 islands; offloading moves a component to the
+  device only around its stage, and on a CPU-only machine moves nothing and says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+import kinema
+from kinema.dit.rope import apply_rope, rope_rotations, rope_tables
+from kinema.dit.transformer import DiT, DiTConfig
+from kinema.pipeline.memory import Placement, cast_dit
+from kinema.pipeline.plan import LiveBytes, step_cache_flops
+from kinema.sampling.step_cache import StepCache
+from kinema.vae.tiling import decode_pieces, tile_starts
+
+torch.set_num_threads(1)
+
+PROMPT = "a red circle moving left on a black background"
+
+
+def random_dit(seed: int = 0, **kw) -> DiT:
+    torch.manual_seed(seed)
+    cfg = DiTConfig(**(dict(dim=32, ffn_dim=64, heads=2, layers=3, text_dim=24, freq_dim=32) | kw))
+    dit = DiT(cfg).eval()
+    with torch.no_grad():  # the zero-initialised parts too, so that every path shows
+        for p in dit.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return dit
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return kinema.load()
+
+
+# ----------------------------------------------------------------------------- transformer
+
+
+@pytest.mark.parametrize("text_len", [None, 512])  # kinema's masking, Wan's zero padding
+@torch.inference_mode()
+def test_text_prepared_once_gives_the_same_forward(text_len):
+    dit = random_dit(text_len=text_len)
+    x, t = torch.randn(2, 16, 3, 4, 6), torch.tensor([[0.9, 0.9, 0.9], [0.0, 0.4, 0.4]])
+    states = torch.randn(2, 7, 24)
+    mask = torch.tensor([[True] * 7, [True] * 3 + [False] * 4])
+    prepared = dit.prepare_context(states, mask)
+    assert torch.equal(dit(x, t, prepared), dit(x, t, states, mask))
+
+
+@torch.inference_mode()
+def test_wan_padding_weighs_as_the_512_tokens_it_stands_for():
+    dit = random_dit(1, text_len=512)
+    x, t = torch.randn(2, 16, 2, 4, 4), torch.tensor([0.7, 0.2])
+    states = torch.randn(2, 9, 24)
+    mask = torch.tensor([[True] * 9, [True] * 4 + [False] * 5])
+    padded = torch.zeros(2, 512, 24)  # what WanPipeline feeds: zeros beyond each prompt
+    padded[:, :9] = states * mask[..., None]
+    # the reference: every one of the 512 tokens as its own key (kinema's masked path on the
+    # padded states, nothing masked)
+    reference = DiT(DiTConfig(**{**dit.cfg.__dict__, "text_len": None})).eval()
+    reference.load_state_dict(dit.state_dict())
+    expected = reference(x, t, padded)
+    for out in (dit(x, t, states, mask), dit(x, t, padded)):
+        assert (out - expected).abs().max() <= 1e-5
+    full = torch.randn(1, 512, 24)  # a prompt that fills every token: no padding key at all
+    assert (dit(x[:1], t[:1], full) - reference(x[:1], t[:1], full)).abs().max() <= 1e-5
+    with pytest.raises(ValueError, match="at most 512"):
+        dit(x, t, torch.randn(2, 513, 24))
+
+
+def test_rope_as_one_complex_product_equals_the_pairwise_rotation():
+    x = torch.randn(2, 24, 3, 16)
+    cos, sin = rope_tables(16, (2, 3, 4))
+    real, imag = x.unflatten(-1, (-1, 2)).unbind(-1)
+    c, s = cos[None, :, None], sin[None, :, None]
+    expected = torch.stack([real * c - imag * s, real * s + imag * c], -1).flatten(-2)
+    assert torch.equal(apply_rope(x, rope_rotations(16, (2, 3, 4))), expected)
+    assert torch.equal(apply_rope(x, (cos, sin)), expected)
+
+
+# ----------------------------------------------------------------------------- step cache
+
+
+def test_step_cache_compares_with_the_last_full_evaluation():
+    """First-block residuals growing by 4% a step, threshold 10%: two steps reuse, then the
+    change since the last full evaluation (12%) makes a full one, and so on."""
+    calls = []
+
+    def block(step, i, tokens):
+        calls.append(i)
+        return tokens + (1.0 + 0.04 * step) if i == 0 else tokens * 2
+
+    cache = StepCache(0.1)
+    outs = [cache.run(torch.ones(1, 2, 3), functools.partial(block, s), 4) for s in range(7)]
+    assert cache.stats() == {"threshold": 0.1, "evaluations": 7, "reused": 4,
+                             "blocks_run": 7 + 3 * 3, "blocks_total": 28}  # fmt: skip
+    # a reused step adds the other blocks' residual of the last full one (16 - 2) to its first
+    # block's output (1 + 1.04)
+    assert torch.allclose(outs[1], torch.full((1, 2, 3), 2.04 + 14.0))
+    assert calls.count(0) == 7 and calls.count(1) == 3
+    warm = StepCache(0.1, warmup=3)  # the first 3 run in full, then the same rule
+    [warm.run(torch.ones(1, 2, 3), functools.partial(block, s), 4) for s in range(7)]
+    assert warm.reused == 3  # steps 3, 4 and 6; step 5 is 11% from step 2, so it runs in full
+    with pytest.raises(ValueError):
+        StepCache(0.0)
+
+
+@torch.inference_mode()
+def test_step_cache_in_sampling(tiny):
+    t2v = tiny.t2v
+    s = t2v.settings(steps=6, num_frames=9, width=32, height=32)
+    cond, uncond = t2v.encode_prompt(PROMPT)
+    noise = t2v.prepare_latents(s)
+    plain = t2v.sample(noise, cond, uncond, s)
+    never = t2v.sample(noise, cond, uncond, dataclasses.replace(s, cache_threshold=1e-9))
+    assert torch.equal(never, plain)  # no reuse: the same numbers
+    video = tiny(PROMPT, steps=6, num_frames=9, width=32, height=32, cache_threshold=1.0)
+    stats = video.metadata["step_cache"]
+    layers = t2v.dit.cfg.layers
+    assert stats["evaluations"] == 6 and stats["reused"] >= 3
+    assert stats["blocks_run"] == 6 + (6 - stats["reused"]) * (layers - 1)
+    run, full = step_cache_flops(t2v.dit.cfg, 2, (3, 4, 4), 16, stats)
+    assert full / run > 1.5 and video.frames.shape == (9, 32, 32, 3)
+
+
+def test_cache_threshold_on_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from kinema.cli import app
+
+    out = tmp_path / "clip.mp4"
+    result = CliRunner().invoke(app, [
+        "generate", PROMPT, "--steps", "4", "--seconds", "1", "--no-c2pa", "--also", "", "-o",
+        str(out), "--cache-threshold", "0.5", "--offload", "--dtype", "bfloat16",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "step cache:" in result.output and "nothing moves" in result.output
+    result = CliRunner().invoke(app, [
+        "bench", "shapes", "--quick", "--generator", "kinema-tiny", "--steps", "2", "--frames",
+        "5", "--size", "32x32", "--cache-threshold", "0.5", "-o", str(tmp_path / "bench"),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "kinema-tiny (cache 0.5)" in result.output and "transformer FLOPs" in result.output
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def decode_peak(fn) -> int:
+    with torch.inference_mode(), LiveBytes() as live:
+        fn()
+    return live.peak
+
+
+def test_decoding_memory_does_not_grow_with_the_clip(tiny):
+    """kinema-tiny's VAE through TextToVideo.decode (into uint8 frames piece by piece), and a
+    random Wan VAE's stream: 4x the frames, at most 1.2x the peak."""
+    t2v = tiny.t2v
+    torch.manual_seed(0)
+    short, long = torch.randn(1, 16, 16, 4, 4), torch.randn(1, 16, 64, 4, 4)
+    a, b = decode_peak(lambda: t2v.decode(short)), decode_peak(lambda: t2v.decode(long))
+    assert b <= 1.2 * a, (a, b)
+    frames = t2v.decode(short)  # the pieces are the whole clip's decode, rounded
+    with torch.inference_mode():
+        whole = t2v.vae.decode(t2v.vae.from_model(short))[0].clamp(-1, 1)
+    expected = ((whole + 1) * 127.5).round().permute(1, 2, 3, 0).numpy()
+    assert frames.shape == (61, 16, 16, 3) and np.abs(frames - expected).max() <= 1
+
+    vae = wan_vae()
+    a = decode_peak(lambda: [p.sum() for p in decode_pieces(vae, short[:, :, :4])])
+    b = decode_peak(lambda: [p.sum() for p in decode_pieces(vae, long[:, :, :16])])
+    assert b <= 1.2 * a, (a, b)
+
+
+def wan_vae():
+    from kinema.vae.wan_vae import WanVAE, WanVAEConfig
+
+    torch.manual_seed(0)
+    return WanVAE(WanVAEConfig(base_dim=8, dim_mult=(1, 2, 4, 4))).eval()
+
+
+def test_tile_starts_cover_the_frame():
+    assert tile_starts(16, 16, 4) == [0] and tile_starts(10, 16, 4) == [0]
+    assert tile_starts(28, 12, 4) == [0, 8, 16] and tile_starts(30, 12, 4) == [0, 8, 16, 18]
+
+
+@torch.inference_mode()
+def test_tiled_decode_matches_whole_frames():
+    """A random Wan VAE (its norms are per pixel; its middle attention sees the whole frame, so
+    tiles are an approximation): a smooth clip encoded and decoded whole and in tiles."""
+    diffusers = pytest.importorskip("diffusers")
+    from kinema.convert.wan import vae_key_to_diffusers
+
+    vae = wan_vae()
+    h = 96
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, h), indexing="ij")
+    video = torch.stack([torch.stack([torch.sin(3 * xx + t), yy, xx * yy]) for t in range(5)], 1)
+    z, _ = vae.encode(video[None])  # (1, 16, 2, 12, 12)
+    whole = torch.cat(list(decode_pieces(vae, z)), 2)
+    tiled = torch.cat(list(decode_pieces(vae, z, tile=8, overlap=2)), 2)  # tiles at 0 and 4
+    diff = (tiled - whole).abs()
+    # with diffusers' tile geometry (64 px tiles, 16 px overlap): less than diffusers' tiling
+    ref = diffusers.AutoencoderKLWan(base_dim=8, dim_mult=[1, 2, 4, 4]).eval()
+    to_diffusers = lambda k: vae_key_to_diffusers(k, vae.cfg)  # noqa: E731
+    ref.load_state_dict({to_diffusers(k): v for k, v in vae.state_dict().items()})
+    ref.enable_tiling(tile_sample_min_height=64, tile_sample_min_width=64,
+                      tile_sample_stride_height=48, tile_sample_stride_width=48)  # fmt: skip
+    theirs = (ref.decode(z).sample - whole).abs()
+    assert diff.mean() <= theirs.mean() and diff.mean() < 0.06, (diff.mean(), theirs.mean())
+    assert diff.max() <= theirs.max(), (diff.max(), theirs.max())
+
+
+@torch.inference_mode()
+def test_bfloat16_weights_keep_their_fp32_islands():
+    dit = random_dit(2)
+    x, t, ctx = torch.randn(2, 16, 2, 4, 4), torch.tensor([0.8, 0.3]), torch.randn(2, 5, 24)
+    expected = dit(x, t, ctx)
+    cast_dit(dit, torch.bfloat16)
+    assert dit.blocks[0].self_attn.q.weight.dtype == torch.bfloat16
+    assert dit.time_embedding[0].weight.dtype == torch.float32
+    assert dit.blocks[0].modulation.dtype == torch.float32
+    out = dit(x, t, ctx)
+    assert out.dtype == torch.float32
+    assert (out - expected).norm() / expected.norm() < 0.05
+
+
+def test_offloading_moves_a_component_only_around_its_stage(monkeypatch, tiny):
+    import kinema.pipeline.memory as memory
+
+    moves = []
+    monkeypatch.setattr(memory, "move_to", lambda part, device: moves.append(str(device)))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    placement = Placement("cuda", offload=True)  # the logic, without a GPU
+    with placement.working(torch.nn.Linear(2, 2)):
+        assert moves == ["cuda"]
+    assert moves == ["cuda", "cpu"]
+    monkeypatch.undo()
+    cpu = Placement("cpu", offload=True)
+    assert not cpu.offload and "nothing moves" in cpu.notes[0]
+    offloaded = kinema.load(offload=True)
+    video = offloaded(PROMPT, steps=2, num_frames=5, width=32, height=32)
+    same = tiny(PROMPT, steps=2, num_frames=5, width=32, height=32)
+    assert np.array_equal(video.frames, same.frames)
+    assert any("nothing moves" in n for n in video.metadata["notes"])
