@@ -34,9 +34,9 @@ WORDS = [
 ]
 
 
-def tokenizer() -> PreTrainedTokenizerFast:
-    """Word-level, appends </s> and pads with <pad> (id 0), like T5's."""
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2} | {w: i + 3 for i, w in enumerate(WORDS)}
+def tokenizer(words: list[str] = WORDS) -> PreTrainedTokenizerFast:
+    """Word-level over `words`, appends </s> and pads with <pad> (id 0), like T5's."""
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2} | {w: i + 3 for i, w in enumerate(words)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(

@@ -10,14 +10,6 @@ from kinema.io.video import read_video
 PROMPT = "a red circle moving left on a black background"
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("KINEMA_HOME", str(tmp_path / "home"))
-    for name in ("KINEMA_C2PA_CERT", "KINEMA_C2PA_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path / "home"
-
-
 def test_generate_upsamples_signs_and_verifies(tmp_path, home):
     made = run_kinema("generate", "a blue square", "--fps", "16", "--size", "128x128", "--seconds", "1",
                       "--steps", "1", "-o", "clip.mp4", cwd=tmp_path)  # fmt: skip

@@ -45,14 +45,6 @@ class WorldPipe:
         return Video(render(scene, width, height, frames, fps), fps, meta)
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("KINEMA_HOME", str(tmp_path / "home"))
-    for name in ("KINEMA_C2PA_CERT", "KINEMA_C2PA_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path / "home"
-
-
 def test_base_format():
     assert base_format(ProductionSettings(fps=24, width=256, height=256)) == (8, 64, 64)
     assert base_format(ProductionSettings(fps=4, width=32, height=48)) == (4, 32, 48)

@@ -19,8 +19,8 @@ from diffusers import (  # noqa: E402
     WanPipeline,
     WanTransformer3DModel,
 )
-from tokenizers import Tokenizer, models, pre_tokenizers, processors  # noqa: E402
-from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel  # noqa: E402
+from diffusers_tiny import tokenizer  # noqa: E402
+from transformers import UMT5Config, UMT5EncoderModel  # noqa: E402
 
 from kinema.convert.folders import load_wan_dit, load_wan_vae, model_layout  # noqa: E402
 from kinema.convert.wan import (  # noqa: E402
@@ -40,19 +40,6 @@ torch.set_num_threads(1)
 PROMPT = "a red circle moving left on a black background"
 NEGATIVE = "blue square"
 WORDS = sorted(set(f"{PROMPT} {NEGATIVE} the right".split()))
-
-
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """A word-level tokenizer that, like umT5's, appends </s> and pads with <pad> (id 0)."""
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2} | {w: i + 3 for i, w in enumerate(WORDS)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="$A </s>", special_tokens=[("</s>", 1)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-    )
 
 
 def tiny_transformer(seed: int = 0, **kw) -> WanTransformer3DModel:
@@ -172,7 +159,7 @@ def diffusers_folder(tmp_path_factory):
                         relative_attention_num_buckets=8, feed_forward_proj="gated-gelu")  # fmt: skip
     text_encoder = UMT5EncoderModel(config).eval()
     pipe = WanPipeline(
-        tokenizer=tiny_tokenizer(),
+        tokenizer=tokenizer(WORDS),
         text_encoder=text_encoder,
         vae=tiny_vae(4),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),

@@ -34,6 +34,24 @@ class VAEConfig:
         return 2 ** (len(self.channels) - 1)
 
 
+def check_video_shape(
+    num_frames: int, height: int, width: int, temporal_factor: int, spatial_factor: int
+) -> None:
+    """Raise one ValueError naming every dimension a causal VAE cannot take, with the nearest
+    values it can (1 + kT frames, multiples of S pixels)."""
+    f, s = temporal_factor, spatial_factor
+    problems = []
+    if num_frames < 1 or (num_frames - 1) % f:
+        lo = 1 + max(num_frames - 1, 0) // f * f
+        problems.append(f"frame count {num_frames} must be 1 + {f}k (nearest: {lo} or {lo + f})")
+    for name, v in (("height", height), ("width", width)):
+        if v % s or v < s:
+            lo = max(v // s * s, s)
+            problems.append(f"{name} {v} must be a multiple of {s} (nearest: {lo} or {lo + s})")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
 def latent_frames(num_frames: int, temporal_factor: int = 4) -> int:
     return 1 + (num_frames - 1) // temporal_factor
 
@@ -168,19 +186,9 @@ class CausalVAE(nn.Module):
         self.decoder = Decoder(cfg)
 
     def check_shape(self, num_frames: int, height: int, width: int) -> None:
-        f, s = self.cfg.temporal_factor, self.cfg.spatial_factor
-        problems = []
-        if (num_frames - 1) % f:
-            lo = 1 + (num_frames - 1) // f * f
-            problems.append(
-                f"frame count {num_frames} must be 1 + {f}k (nearest: {lo} or {lo + f})"
-            )
-        for name, v in (("height", height), ("width", width)):
-            if v % s or v < s:
-                lo = max(v // s * s, s)
-                problems.append(f"{name} {v} must be a multiple of {s} (nearest: {lo} or {lo + s})")
-        if problems:
-            raise ValueError("; ".join(problems))
+        check_video_shape(
+            num_frames, height, width, self.cfg.temporal_factor, self.cfg.spatial_factor
+        )
 
     def encode(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.check_shape(*video.shape[2:])

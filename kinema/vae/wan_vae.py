@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from kinema.vae.causal_vae import check_video_shape
+
 WAN21_LATENTS_MEAN = (
     -0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
     0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921,
@@ -287,19 +289,9 @@ class WanVAE(nn.Module):
         self.register_buffer("std", torch.tensor(cfg.latents_std).view(shape), persistent=False)
 
     def check_shape(self, num_frames: int, height: int, width: int) -> None:
-        f, s = self.cfg.temporal_factor, self.cfg.spatial_factor
-        problems = []
-        if num_frames < 1 or (num_frames - 1) % f:
-            lo = 1 + max(num_frames - 1, 0) // f * f
-            problems.append(
-                f"frame count {num_frames} must be 1 + {f}k (nearest: {lo} or {lo + f})"
-            )
-        for name, v in (("height", height), ("width", width)):
-            if v % s or v < s:
-                lo = max(v // s * s, s)
-                problems.append(f"{name} {v} must be a multiple of {s} (nearest: {lo} or {lo + s})")
-        if problems:
-            raise ValueError("; ".join(problems))
+        check_video_shape(
+            num_frames, height, width, self.cfg.temporal_factor, self.cfg.spatial_factor
+        )
 
     def encode(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Frame 0 alone, then groups of temporal_factor frames, continuing through a cache
