@@ -1,16 +1,18 @@
 """The production pipeline: seconds per stage, and what the classical stages are worth (JSON).
 
-    python benchmarks/production.py [--clips 24] [--steps 20] [--threads 1]
+    python benchmarks/production.py [--clips 24] [--steps 20] [--threads 1] [--only NAME]
+                                    [--interp interp.safetensors] [--sr sr.safetensors]
 
 - stages: one `kinema generate`-like run of kinema-tiny to 24 fps and 256x256 (base 64x64 at
   8 fps, 17 frames), each stage timed, against the plain base generation measured in the same
   run (the ratio is what the issue bounds: at most 3x);
 - interpolation: held-out world scenes rendered at 8 fps and at 16 / 24 fps (the renderer
   reproduces the base frames at every k-th index exactly), PSNR of the in-between frames made by
-  flow interpolation and by plain blending of the neighbours, against the true renders;
-- super-resolution: the same scenes at 64x64 and 256x256; PSNR of bicubic and Lanczos upscaling
-  against the true 256x256 render, and flicker (kinema.eval.video_metrics.flicker) of each: the
-  baseline a learned upscaler must beat;
+  the learned interpolator, flow interpolation and plain blending of the neighbours, against the
+  true renders;
+- super-resolution: the same scenes at 64x64 and 256x256; PSNR of the learned upscaler, bicubic
+  and Lanczos against the true 256x256 render, flicker (kinema.eval.video_metrics.flicker) of
+  each, and how far each one's frame-to-frame change is from the truth's;
 - watermark: payload read back after the default H.264 export (write_video, crf 23) at 64x64 (2 s
   and 1 s clips) and at 256x256; code bits right before error correction, payload bits right
   after, and clips whose read counts as found (vote agreement above the threshold, every code
@@ -120,55 +122,72 @@ def world_clips(count: int, size: int, frames: int, fps: float):
         yield scene, render(scene, size, size, frames, fps)
 
 
-def interpolation(clips: int) -> dict:
-    from kinema.production.interpolate import BlendInterpolator, FlowInterpolator, retime
+def interpolation(clips: int, weights: str = "learned") -> dict:
+    from kinema.production.interpolate import make_interpolator, retime
     from kinema.world import render
 
-    out = {}
+    interps = [make_interpolator(n) for n in (weights, "flow", "blend")]
+    out = {"learned_weights": weights}
     for k in (2, 3):
-        preds: dict[str, list] = {"flow": [], "blend": []}
-        truths, seconds = [], {"flow": 0.0, "blend": 0.0}
+        preds: dict[str, list] = {i.name: [] for i in interps}
+        truths, seconds = [], {i.name: 0.0 for i in interps}
         for scene, base in world_clips(clips, 64, 17, 8):
             truth = render(scene, 64, 64, 16 * k + 1, 8 * k)
             assert np.array_equal(truth[::k], base)
             between = np.arange(len(truth)) % k != 0
             truths.append(truth[between])
-            for interp in (FlowInterpolator(), BlendInterpolator()):
+            for interp in interps:
                 t = time.perf_counter()
                 made = retime(base, 8, 8 * k, interp)
                 seconds[interp.name] += time.perf_counter() - t
                 preds[interp.name].append(made[between])
         out[f"8_to_{8 * k}_fps"] = {
-            "psnr_flow": psnr_pooled(preds["flow"], truths),
-            "psnr_blend": psnr_pooled(preds["blend"], truths),
-            "flow_s_per_clip": round(seconds["flow"] / clips, 3),
+            **{f"psnr_{n}": psnr_pooled(p, truths) for n, p in preds.items()},
+            **{f"{n}_s_per_clip": round(s / clips, 3) for n, s in seconds.items()},
         }
     out["clips"] = clips
     out["note"] = "64x64, 17 base frames per clip; PSNR pooled over all in-between frames"
     return out
 
 
-def super_resolution(clips: int) -> dict:
+def temporal_error(made: np.ndarray, truth: np.ndarray) -> float:
+    """Mean |frame-to-frame change of made - that of truth|, 0..255: flicker that is not motion."""
+    d_made = np.diff(made.astype(np.int16), axis=0)
+    d_truth = np.diff(truth.astype(np.int16), axis=0)
+    return float(np.abs(d_made - d_truth).mean())
+
+
+def super_resolution(clips: int, weights: str = "learned") -> dict:
     from kinema.eval.video_metrics import flicker
-    from kinema.production.upscale import ResizeUpscaler
+    from kinema.production.upscale import make_upscaler
     from kinema.world import render
 
-    ups = {n: ResizeUpscaler(n) for n in ("bicubic", "lanczos")}
+    ups = {u.name: u for u in (make_upscaler(n) for n in (weights, "bicubic", "lanczos"))}
     preds: dict[str, list] = {n: [] for n in ups}
     truths, flick = [], {n: [] for n in (*ups, "truth_256")}
+    excess = {n: [] for n in ups}
+    seconds = dict.fromkeys(ups, 0.0)
     for scene, low in world_clips(clips, 64, 17, 8):
         truth = render(scene, 256, 256, 17, 8)
         truths.append(truth)
         flick["truth_256"].append(flicker(truth))
         for name, up in ups.items():
+            t = time.perf_counter()
             made = up(low, 256, 256)
+            seconds[name] += time.perf_counter() - t
             preds[name].append(made)
             flick[name].append(flicker(made))
+            excess[name].append(temporal_error(made, truth))
     return {
+        "learned_weights": weights,
         **{f"psnr_{n}": psnr_pooled(preds[n], truths) for n in ups},
         **{f"flicker_{n}": round(float(np.mean(v)), 3) for n, v in flick.items()},
+        **{f"temporal_error_{n}": round(float(np.mean(v)), 3) for n, v in excess.items()},
+        **{f"{n}_s_per_clip": round(s / clips, 3) for n, s in seconds.items()},
         "clips": clips,
-        "note": "64x64 -> 256x256, 17 frames at 8 fps",
+        "note": "64x64 -> 256x256, 17 frames at 8 fps; flicker: mean |consecutive difference| "
+        "(VBench); temporal_error: mean |its difference from the truth's| (flicker not from "
+        "motion)",
     }
 
 
@@ -211,14 +230,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-stages", action="store_true")
+    parser.add_argument("--only", choices=("interpolation", "super_resolution", "watermark"))
+    parser.add_argument("--interp", default="learned", help="interp.safetensors to measure")
+    parser.add_argument("--sr", default="learned", help="sr.safetensors to measure")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     report = {"threads": args.threads}
-    if not args.skip_stages:
-        report["stages"] = stages(args.steps, args.repeats)
-    report["interpolation"] = interpolation(args.clips)
-    report["super_resolution"] = super_resolution(args.clips)
-    report["watermark"] = watermark(args.clips)
+    runs = {
+        "stages": lambda: stages(args.steps, args.repeats),
+        "interpolation": lambda: interpolation(args.clips, args.interp),
+        "super_resolution": lambda: super_resolution(args.clips, args.sr),
+        "watermark": lambda: watermark(args.clips),
+    }
+    for name, run in runs.items():
+        if (args.only in (None, name)) and not (name == "stages" and args.skip_stages):
+            report[name] = run()
     print(json.dumps(report, indent=2))
 
 

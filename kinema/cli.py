@@ -163,10 +163,13 @@ def generate(
     ] = None,
     expand_model: Annotated[str, typer.Option(help="model name for --expand-url")] = "default",
     policy: Annotated[Path | None, typer.Option(help="safety policy file (YAML or JSON)")] = None,
-    interpolator: Annotated[str, typer.Option(help="to the target fps: flow or blend")] = "flow",
+    interpolator: Annotated[
+        str, typer.Option(help="to the target fps: learned, flow, blend or interp.safetensors")
+    ] = "learned",
     upscaler: Annotated[
-        str, typer.Option(help="to the target size: bicubic, lanczos, area")
-    ] = "bicubic",
+        str,
+        typer.Option(help="to the target size: learned, bicubic, lanczos, area or sr.safetensors"),
+    ] = "learned",
     watermark: Annotated[
         bool, typer.Option(help="invisible watermark (generation id) on every frame")
     ] = True,
@@ -861,6 +864,51 @@ def train_dit(
     shutdown(info)
 
 
+def _train_upsampler(kind: str, output: Path, steps: int, minutes: float | None,
+                     batch_size: int, lr: float, seed: int) -> None:  # fmt: skip
+    from kinema.train.distributed import init_distributed, shutdown
+    from kinema.train.trainer import TrainConfig, train
+    from kinema.train.upsample_tasks import InterpTask, SRTask
+
+    info = init_distributed()
+    task = InterpTask(batch_size=batch_size) if kind == "interp" else SRTask(batch_size=batch_size)
+    cfg = TrainConfig(str(output), steps=steps, minutes=minutes, lr=lr,
+                      warmup=min(200, steps // 5), seed=seed, save_every=250)  # fmt: skip
+    train(task, cfg, info)
+    if info.is_main:
+        weights = output / f"{kind}.safetensors"
+        console.print(f"weights: {weights}; loss curve: {output / 'loss.png'}")
+    shutdown(info)
+
+
+@train_app.command("interp")
+def train_interp(
+    output: RunFolder = Path("runs/interp"),
+    steps: Steps = 6000,
+    minutes: Minutes = None,
+    batch_size: BatchSize = 16,
+    lr: LearningRate = 1e-3,
+    seed: Seed = 0,
+) -> None:
+    """Train the frame interpolator on the world's true in-between frames. Writes
+    interp.safetensors (use it with `generate --interpolator PATH`)."""
+    _train_upsampler("interp", output, steps, minutes, batch_size, lr, seed)
+
+
+@train_app.command("sr")
+def train_sr(
+    output: RunFolder = Path("runs/sr"),
+    steps: Steps = 6000,
+    minutes: Minutes = None,
+    batch_size: BatchSize = 16,
+    lr: LearningRate = 1e-3,
+    seed: Seed = 0,
+) -> None:
+    """Train the x4 video super-resolution model on the world rendered at both sizes. Writes
+    sr.safetensors (use it with `generate --upscaler PATH`)."""
+    _train_upsampler("sr", output, steps, minutes, batch_size, lr, seed)
+
+
 # ----------------------------------------------------------------------------- serve
 
 
@@ -955,6 +1003,10 @@ def serve(
     ] = 24.0,
     cost_per_hour: CostPerHour = 0.10,
     poll_after_ms: Annotated[int, typer.Option(help="the least poll interval suggested")] = 500,
+    watermark: Annotated[
+        bool, typer.Option(help="invisible watermark (the job id) on every served frame")
+    ] = True,
+    c2pa: Annotated[bool, typer.Option(help="sign served MP4s with a C2PA manifest")] = True,
 ) -> None:
     """Serve the OpenAI-compatible video API (and the web UI at /ui) with worker processes."""
     import logging
@@ -974,7 +1026,7 @@ def serve(
         data_dir, database, model, api_key, limits=limits,
         defaults=cfg.Defaults(steps=min(default_steps, max_steps)), lease_seconds=lease_seconds,
         max_attempts=max_attempts, retention_hours=retention_hours, cost_per_hour=cost_per_hour,
-        poll_after_ms=poll_after_ms,
+        poll_after_ms=poll_after_ms, watermark=watermark, c2pa=c2pa,
     )  # fmt: skip
     from kinema.serve.server import is_loopback
     from kinema.serve.server import serve as run_server
@@ -1007,6 +1059,10 @@ def worker(
     parent_pid: Annotated[
         int | None, typer.Option(hidden=True, help="stop when this process (kinema serve) dies")
     ] = None,
+    watermark: Annotated[
+        bool, typer.Option(help="invisible watermark (the job id) on every served frame")
+    ] = True,
+    c2pa: Annotated[bool, typer.Option(help="sign served MP4s with a C2PA manifest")] = True,
 ) -> None:
     """Take jobs from the queue and generate them (model loaded once). SIGTERM hands back the
     running job."""
@@ -1042,7 +1098,15 @@ def worker(
                     stop.set()
 
         threading.Thread(target=watch_parent, daemon=True).start()
-    runner = Worker(store, config.data_dir, model, cost_per_hour=cost_per_hour)
+    if c2pa:  # credentials (or the development chain) checked before the first job
+        from kinema.production.provenance import ProvenanceError, signing_identity
+
+        try:
+            signing_identity()
+        except ProvenanceError as e:
+            raise UsageError(f"{e} (or run with --no-c2pa)") from None
+    runner = Worker(store, config.data_dir, model, cost_per_hour=cost_per_hour,
+                    watermark=watermark, c2pa=c2pa)  # fmt: skip
     logging.getLogger("kinema.worker").info("worker %s ready (model %s)", runner.id, model)
     try:
         runner.run(stop, max_jobs=max_jobs, idle_exit=idle_exit)

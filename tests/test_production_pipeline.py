@@ -135,7 +135,7 @@ def test_stages_plug_in_and_are_recorded(home):
     assert video.metadata["production"]["interpolator"] == "blend"
     assert video.metadata["production"]["upscaler"] == "learned-upscaler-v0"
     assert video.metadata["expanded_prompt"] is None and video.metadata["watermark"] is None
-    with pytest.raises(ValueError, match="unknown interpolator 'rife'; known: flow, blend"):
+    with pytest.raises(ValueError, match="unknown interpolator 'rife': use one of learned, flow, blend"):
         build_stages(interpolator="rife")
 
 

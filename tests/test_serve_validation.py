@@ -94,3 +94,11 @@ def test_motion_is_taken_by_a_model_with_a_motion_input(micro_model, tmp_path):
     frames, _, meta = read_video(tmp_path / "videos" / job.id / done.output / "video.mp4")
     assert frames.shape == (9, 64, 64, 3) and float(meta["motion"]) == 200
     store.close()
+
+
+def test_a_prompt_the_safety_policy_refuses_is_a_400_before_any_job():
+    with pytest.raises(ApiError) as refused:
+        spec(ModelInfo.read("kinema-tiny"), prompt="a gory massacre on a black background")
+    error = refused.value
+    assert (error.status, error.code, error.param) == (400, "prompt_refused", "prompt")
+    assert "violence" in error.message and "nothing was generated" in error.message

@@ -170,3 +170,48 @@ def test_input_files_from_the_data_directory(running_worker, tmp_path):
     assert failed.error_code == "invalid_settings" and "cannot read image" in failed.error_message
     nxt = store.create("alice", "kinema-tiny", PROMPT, params(steps=2, frames=5))
     wait_for(lambda: store.get(nxt.id).status == COMPLETED, 60, "the next job")
+
+
+# ----------------------------------------------------------------------------- production marks
+
+
+class FlagFrame:
+    """A fake frame classifier that flags one frame of every clip."""
+
+    name = "fake-frame-check"
+
+    def __init__(self, index: int):
+        self.index, self.count = index, 0
+
+    def __call__(self, frame):
+        self.count += 1
+        return "flagged on purpose" if (self.count - 1) % 17 == self.index else None
+
+
+def test_served_clips_are_safety_checked_watermarked_and_signed(tmp_path, pipe):
+    from kinema.production import watermark as wm
+    from kinema.production.produce import Stages
+    from kinema.production.verify import verify
+
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}", lease_seconds=5.0)
+    good = store.create("alice", "kinema-tiny", PROMPT, params(steps=2))
+    Worker(store, tmp_path, pipeline=pipe).run(max_jobs=1)
+    done = store.get(good.id)
+    assert done.status == COMPLETED, done.error_message
+    checked = verify(Storage(tmp_path).path(good.id, done.output, "video"))
+    assert checked.ok, checked.problems  # watermark found and the C2PA manifest intact
+    assert checked.watermark.payload == wm.payload_from_id(good.id.removeprefix("video_"))  # the job id
+
+    flagged = store.create("alice", "kinema-tiny", PROMPT, params(steps=2))
+    stages = Stages(frame_classifiers=[FlagFrame(8)])
+    Worker(store, tmp_path, pipeline=pipe, stages=stages).run(max_jobs=1)
+    failed = store.get(flagged.id)
+    assert failed.status == FAILED and failed.error_code == "output_flagged"
+    assert "frame 8 flagged by safety classifier 'fake-frame-check'" in failed.error_message
+    assert not (tmp_path / "videos" / flagged.id).exists()  # nothing stored
+
+    plain = store.create("alice", "kinema-tiny", PROMPT, params(steps=2))
+    Worker(store, tmp_path, pipeline=pipe, watermark=False, c2pa=False).run(max_jobs=1)
+    unmarked = verify(Storage(tmp_path).path(plain.id, store.get(plain.id).output, "video"))
+    assert not unmarked.watermark.found and not unmarked.provenance.found
+    store.close()

@@ -1,8 +1,9 @@
 """Temporal upsampling: frames at the base fps -> frames at any target fps.
 
 An `Interpolator` makes frames at fractional positions of a clip; `retime` asks it for the
-positions of the target frame rate. Two classical ones ship; a learned model plugs in by having a
-`name` and the same `__call__`:
+positions of the target frame rate. The default is the learned one (`LearnedInterpolator`,
+interp_net.py, trained on the world's true in-between frames); two classical ones are the
+fallback, and any other model plugs in by having a `name` and the same `__call__`:
 
 - `BlendInterpolator` ("blend"): the cross-fade (1 - t) a + t b of the two neighbours: what a
   frame-rate converter without motion estimation does, ghosting every moving edge.
@@ -172,7 +173,26 @@ class FlowInterpolator:
         return out
 
 
-INTERPOLATORS = {"flow": FlowInterpolator, "blend": BlendInterpolator}
+INTERPOLATORS = {"learned": None, "flow": FlowInterpolator, "blend": BlendInterpolator}
+
+
+def make_interpolator(name: str = "learned") -> Interpolator:
+    """An interpolator by name ("learned", "flow", "blend") or the path of interp.safetensors
+    weights (`kinema train interp`). "learned" falls back to "flow" when the shipped weights are
+    missing from this install."""
+    from kinema.production import interp_net
+
+    if name == "learned":
+        shipped = interp_net.SHIPPED.is_file()
+        return interp_net.LearnedInterpolator() if shipped else FlowInterpolator()
+    if name in INTERPOLATORS:
+        return INTERPOLATORS[name]()
+    if name.endswith(".safetensors"):
+        return interp_net.LearnedInterpolator(name)
+    raise ValueError(
+        f"unknown interpolator {name!r}: use one of {', '.join(INTERPOLATORS)} "
+        "or the path of an interp.safetensors file"
+    )
 
 
 def retime_positions(count: int, fps: float, target_fps: float) -> np.ndarray:

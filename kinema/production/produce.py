@@ -21,7 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from kinema.api import Pipeline, Video
+from kinema.checkpoint import CheckpointError
 from kinema.pipeline.text_to_video import GenerationError, check_prompt
 from kinema.production import watermark as wm
 from kinema.production.expand import (
@@ -30,7 +33,7 @@ from kinema.production.expand import (
     Expander,
     ShapesExpander,
 )
-from kinema.production.interpolate import INTERPOLATORS, FlowInterpolator, Interpolator, retime
+from kinema.production.interpolate import Interpolator, make_interpolator, retime
 from kinema.production.policy import (
     DEFAULT_POLICY,
     PromptClassifier,
@@ -41,7 +44,7 @@ from kinema.production.policy import (
 )
 from kinema.production.report import quality_report
 from kinema.production.safety import ClipClassifier, FrameClassifier, check_output, classifiers_for
-from kinema.production.upscale import UPSCALERS, ResizeUpscaler, Upscaler
+from kinema.production.upscale import Upscaler, make_upscaler
 
 MAX_FPS = 120.0
 MAX_SIDE = 2048
@@ -85,8 +88,8 @@ class Stages:
 
     policy: SafetyPolicy = DEFAULT_POLICY
     expander: Expander = field(default_factory=ShapesExpander)
-    interpolator: Interpolator = field(default_factory=FlowInterpolator)
-    upscaler: Upscaler = field(default_factory=ResizeUpscaler)
+    interpolator: Interpolator = field(default_factory=make_interpolator)
+    upscaler: Upscaler = field(default_factory=make_upscaler)
     prompt_classifiers: list[PromptClassifier] | None = None
     frame_classifiers: list[FrameClassifier] | None = None
     clip_classifiers: list[ClipClassifier] | None = None
@@ -108,22 +111,20 @@ def build_stages(
     policy: str | Path | None = None,
     expand_url: str | None = None,
     expand_model: str = "default",
-    interpolator: str = "flow",
-    upscaler: str = "bicubic",
+    interpolator: str = "learned",
+    upscaler: str = "learned",
 ) -> Stages:
     """Stages from names and paths, as the command line gives them; every problem is a
     GenerationError (one line) before any work."""
-    if interpolator not in INTERPOLATORS:
-        raise GenerationError(
-            f"unknown interpolator {interpolator!r}; known: {', '.join(INTERPOLATORS)}"
-        )
-    if upscaler not in UPSCALERS:
-        raise GenerationError(f"unknown upscaler {upscaler!r}; known: {', '.join(UPSCALERS)}")
+    try:
+        interpolate, upscale = make_interpolator(interpolator), make_upscaler(upscaler)
+    except (ValueError, CheckpointError) as e:
+        raise GenerationError(str(e)) from None
     stages = Stages(
         policy=DEFAULT_POLICY if policy is None else load_policy(policy),
         expander=ShapesExpander() if expand_url is None else ChatExpander(expand_url, expand_model),
-        interpolator=INTERPOLATORS[interpolator](),
-        upscaler=UPSCALERS[upscaler](),
+        interpolator=interpolate,
+        upscaler=upscale,
     )
     stages.resolved()  # unknown classifier names surface here
     return stages
@@ -185,6 +186,35 @@ def derived_id(base_metadata: dict, settings) -> str:
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
+def mark_output(
+    frames: np.ndarray,
+    fps: float,
+    generation_id: str,
+    frame_checks: list[FrameClassifier],
+    clip_checks: list[ClipClassifier],
+    watermark: bool = True,
+    lap: Callable[[str], None] = lambda stage: None,
+) -> tuple[np.ndarray, dict]:
+    """The finished frames' last stages, shared by `produce` and the serving worker: safety on
+    every frame and the clip (SafetyError when flagged), then the invisible watermark carrying
+    the generation id. Returns (frames, metadata: generation_id, safety, watermark, notes)."""
+    safety = check_output(frames, fps, frame_checks, clip_checks)
+    lap("safety")
+    notes, mark = [], None
+    if watermark:
+        payload = wm.payload_from_id(generation_id)
+        frames = wm.embed(frames, payload)
+        votes = wm.votes_per_bit(len(frames), *frames.shape[1:3])
+        mark = {"method": "dwtDctSvd", "payload_hex": f"{payload:08x}", "bits": wm.PAYLOAD_BITS,
+                "votes_per_bit": round(votes, 2)}  # fmt: skip
+        if votes < wm.MIN_VOTES:
+            notes.append(f"the watermark gets {votes:.1f} votes per bit (reliable from {wm.MIN_VOTES}): "
+                         "a longer or larger clip reads back more surely")  # fmt: skip
+    lap("watermark")
+    meta = {"generation_id": generation_id, "safety": safety.to_dict(), "watermark": mark}
+    return frames, {**meta, "notes": notes}
+
+
 def produce(
     pipe: Pipeline,
     prompt: str,
@@ -230,21 +260,10 @@ def produce(
     if upscaled:
         frames = stages.upscaler(frames, settings.width, settings.height)
     lap("upscale")
-    safety = check_output(frames, settings.fps, frame_checks, clip_checks)
-    lap("safety")
     generation_id = settings.generation_id or derived_id(base.metadata, settings)
-    notes = list(base.metadata.get("notes", []))
-    watermark = None
-    if settings.watermark:
-        payload = wm.payload_from_id(generation_id)
-        frames = wm.embed(frames, payload)
-        votes = wm.votes_per_bit(len(frames), settings.height, settings.width)
-        watermark = {"method": "dwtDctSvd", "payload_hex": f"{payload:08x}", "bits": wm.PAYLOAD_BITS,
-                     "votes_per_bit": round(votes, 2)}  # fmt: skip
-        if votes < wm.MIN_VOTES:
-            notes.append(f"the watermark gets {votes:.1f} votes per bit (reliable from {wm.MIN_VOTES}): "
-                         "a longer or larger clip reads back more surely")  # fmt: skip
-    lap("watermark")
+    frames, marks = mark_output(frames, settings.fps, generation_id, frame_checks, clip_checks,
+                                settings.watermark, lap)  # fmt: skip
+    notes = list(base.metadata.get("notes", [])) + marks.pop("notes")
     quality = quality_report(frames, settings.fps, expanded, base.frames, base_fps)
     lap("quality")
 
@@ -254,7 +273,6 @@ def produce(
         expanded_prompt=expanded if settings.expand else None,
         expander=stages.expander.name if settings.expand else None,
         negative_prompt=negative,
-        generation_id=generation_id,
         fps=settings.fps, width=settings.width, height=settings.height, num_frames=len(frames),
         base_fps=base_fps, base_width=base_width, base_height=base_height,
         base_frames=len(base.frames),
@@ -263,8 +281,7 @@ def produce(
             "upscaler": stages.upscaler.name if upscaled else None,
             "policy": stages.policy.name,
         },
-        safety=safety.to_dict(),
-        watermark=watermark,
+        **marks,
         quality=quality,
         notes=notes,
         timings={**base.metadata.get("timings", {}), **timings},  # base stages, then ours

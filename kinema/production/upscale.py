@@ -1,9 +1,10 @@
 """Super-resolution: frames at the base size -> frames at the target size.
 
-An `Upscaler` resizes every frame of a clip; a learned model plugs in by having a `name` and the
-same `__call__`. The classical ones are OpenCV's resamplers, frame by frame: "bicubic" (the
-default and the baseline a learned model must beat), "lanczos" (Lanczos-4, sharper, rings more)
-and "area" (for shrinking).
+An `Upscaler` resizes every frame of a clip. The default is the learned one (`LearnedUpscaler`,
+sr_net.py, trained on the world rendered at both sizes); the classical fallbacks are OpenCV's
+resamplers, frame by frame: "bicubic" (the baseline the learned model must beat), "lanczos"
+(Lanczos-4, sharper, rings more) and "area" (for shrinking). Any other model plugs in by having a
+`name` and the same `__call__`.
 """
 
 from __future__ import annotations
@@ -42,4 +43,22 @@ class ResizeUpscaler:
         return out
 
 
-UPSCALERS = {name: (lambda name=name: ResizeUpscaler(name)) for name in ResizeUpscaler.METHODS}
+UPSCALERS = ("learned", *ResizeUpscaler.METHODS)
+
+
+def make_upscaler(name: str = "learned") -> Upscaler:
+    """An upscaler by name ("learned", "bicubic", "lanczos", "area") or the path of
+    sr.safetensors weights (`kinema train sr`). "learned" falls back to "bicubic" when the
+    shipped weights are missing from this install."""
+    from kinema.production import sr_net
+
+    if name == "learned":
+        return sr_net.LearnedUpscaler() if sr_net.SHIPPED.is_file() else ResizeUpscaler("bicubic")
+    if name in ResizeUpscaler.METHODS:
+        return ResizeUpscaler(name)
+    if name.endswith(".safetensors"):
+        return sr_net.LearnedUpscaler(name)
+    raise ValueError(
+        f"unknown upscaler {name!r}: use one of {', '.join(UPSCALERS)} "
+        "or the path of an sr.safetensors file"
+    )

@@ -48,6 +48,8 @@ class ServeConfig:
     retention_hours: float = 24.0  # files of a finished video are deleted after; 0 keeps them
     cost_per_hour: float = 0.10  # USD per worker-hour, for the per-clip cost estimate
     poll_after_ms: int = 500  # the least openai-poll-after-ms the API suggests
+    watermark: bool = True  # invisible watermark (the job id) on every served frame
+    c2pa: bool = True  # served MP4s signed with a C2PA manifest
 
     @property
     def db_url(self) -> str:

@@ -1,6 +1,7 @@
 """A finished clip -> the files a video job serves, and its quality report.
 
-    video.mp4        H.264 with the generation metadata (Video.save)
+    video.mp4        H.264 with the generation metadata, signed with a C2PA manifest
+                     (kinema.production.export) unless the worker runs without
     thumbnail.webp   the middle frame
     spritesheet.jpg  every frame in a grid (kinema.io.images.spritesheet)
 
@@ -27,8 +28,10 @@ def _encode_image(image: np.ndarray, fmt: str, **options) -> bytes:
     return buffer.getvalue()
 
 
-def write_outputs(video: Video, folder: Path) -> None:
-    video.save(folder / VARIANTS["video"][0])  # atomic itself
+def write_outputs(video: Video, folder: Path, c2pa: bool = True) -> None:
+    from kinema.production import ExportSettings, export
+
+    export(video, folder / VARIANTS["video"][0], ExportSettings(formats=(), c2pa=c2pa))
     middle = video.frames[len(video.frames) // 2]
     write_atomic(folder / VARIANTS["thumbnail"][0], _encode_image(middle, "WEBP", quality=90))
     sheet = spritesheet(video.frames)

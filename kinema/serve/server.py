@@ -46,6 +46,8 @@ def worker_command(config: ServeConfig, threads: int) -> list[str]:
         "--lease-seconds", f"{config.lease_seconds:g}", "--max-attempts", str(config.max_attempts),
         "--cost-per-hour", f"{config.cost_per_hour:g}", "--threads", str(threads),
         "--parent-pid", str(os.getpid()),
+        "--watermark" if config.watermark else "--no-watermark",
+        "--c2pa" if config.c2pa else "--no-c2pa",
     ]  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import json
 import re
@@ -30,6 +31,7 @@ from kinema.pipeline.text_to_video import (
     check_prompt,
     check_settings,
 )
+from kinema.production.policy import PromptRefused, check_prompt_safety
 from kinema.sampling.solvers import SOLVERS
 from kinema.serve.config import Defaults, Limits
 from kinema.serve.errors import ApiError
@@ -137,7 +139,18 @@ def check_text(text: str, param: str, limits: Limits, required: bool = True) -> 
             text = check_prompt(text)
         except GenerationError as e:
             raise ApiError(400, str(e), param=param, code="invalid_value") from None
+        try:  # the production pipeline's prompt policy (kinema/production/policy.py)
+            check_prompt_safety(text, _prompt_checks())
+        except PromptRefused as e:
+            raise ApiError(400, str(e), param=param, code="prompt_refused") from None
     return text
+
+
+@functools.cache
+def _prompt_checks():
+    from kinema.production.policy import DEFAULT_POLICY, prompt_classifiers
+
+    return prompt_classifiers(DEFAULT_POLICY)
 
 
 def parse_seconds(

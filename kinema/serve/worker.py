@@ -7,6 +7,10 @@ own token and the completion is a compare-and-set on that token (see jobs.py), s
 exactly once however many workers died or stalled on it. On shutdown (SIGTERM, SIGINT) a running
 job is handed back to the queue rather than left to wait for its lease to run out.
 
+Served clips get the production pipeline's marks (kinema/production): every frame and the clip go
+through the safety checks (a flagged clip fails the job and nothing is stored), the invisible
+watermark carries the job id, and the MP4 is signed with a C2PA manifest.
+
 Run it as `kinema worker` (on this machine or any other that reaches the database and the data
 directory), or let `kinema serve --workers N` start and supervise N of them.
 """
@@ -27,6 +31,8 @@ from kinema.io.images import ImageError
 from kinema.io.video import VideoError
 from kinema.pipeline.conditioning import ConditioningError
 from kinema.pipeline.text_to_video import GenerationError
+from kinema.production.produce import Stages, mark_output
+from kinema.production.safety import SafetyError
 from kinema.serve.jobs import Claim, Job, JobStore
 from kinema.serve.outputs import quality_report, write_outputs
 from kinema.serve.storage import SOURCE_VIDEO, Storage
@@ -103,7 +109,12 @@ class Worker:
         cost_per_hour: float = 0.0,
         poll_seconds: float = 0.25,
         pipeline=None,
+        stages: Stages | None = None,
+        watermark: bool = True,
+        c2pa: bool = True,
     ):
+        """stages: the safety policy and classifiers (the default policy when None);
+        watermark, c2pa: mark served clips (both on by default, as for `kinema generate`)."""
         import kinema
 
         self.store = store
@@ -114,6 +125,9 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.heartbeat_seconds = min(0.5, store.lease_seconds / 3)
         self.pipe = pipeline if pipeline is not None else kinema.load(model)
+        self.stages = stages or Stages()
+        _, self.frame_checks, self.clip_checks = self.stages.resolved()
+        self.watermark, self.c2pa = watermark, c2pa
 
     def run(
         self,
@@ -159,8 +173,10 @@ class Worker:
             video = self.generate(job, on_step)
             stages = dict(video.metadata.get("timings", {}))
             beat.check()
+            video = self.mark(job, video, stages)
             t0 = time.perf_counter()
-            write_outputs(video, self.storage.attempt_dir(job.id, claim.token, create=True))
+            folder = self.storage.attempt_dir(job.id, claim.token, create=True)
+            write_outputs(video, folder, self.c2pa)
             stages["export"] = time.perf_counter() - t0
             beat.progress = _EXPORTED
             t0 = time.perf_counter()
@@ -183,6 +199,8 @@ class Worker:
                 self.store.release(claim)
                 return "released"
             return "lost"
+        except SafetyError as e:  # a flagged frame or clip: nothing is stored
+            return self._fail(claim, beat, "output_flagged", str(e))
         except _REFUSED as e:  # input the pipeline refuses (the API checks it first)
             return self._fail(claim, beat, "invalid_settings", str(e))
         except Exception as e:  # a bug or a broken model: the job fails, the worker goes on
@@ -211,6 +229,23 @@ class Worker:
                          fit=reference["fit"], image_noise=reference["image_noise"])  # fmt: skip
         return self.pipe(job.prompt, num_frames=p["num_frames"], fps=p["fps"], width=p["width"],
                          height=p["height"], **image, **common)  # fmt: skip
+
+    def mark(self, job: Job, video, timings: dict):
+        """Safety on every frame and the clip, then the watermark with the job id."""
+        from kinema.api import Video
+
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage], clock = now - clock, now
+
+        generation_id = job.id.removeprefix("video_")  # the hex digits the watermark carries
+        frames, marks = mark_output(video.frames, video.fps, generation_id, self.frame_checks,
+                                    self.clip_checks, self.watermark, lap)  # fmt: skip
+        notes = video.metadata.get("notes", []) + marks.pop("notes")
+        return Video(frames, video.fps, {**video.metadata, **marks, "notes": notes})
 
     def _fail(self, claim: Claim, beat: _Heartbeat, code: str, message: str) -> str:
         beat.finish()
