@@ -1,7 +1,7 @@
 """Tiny random diffusers video pipelines, built offline (nothing is downloaded), with the
-component sizes of diffusers' own fast tests (tests/pipelines/{wan,ltx,cogvideo,
-stable_video_diffusion}); the text encoders are tiny T5/umT5 models with a word-level tokenizer
-instead of hf-internal-testing/tiny-random-t5."""
+component sizes of diffusers' own fast tests (tests/pipelines/{wan,ltx,cogvideo,hunyuan_video,
+stable_video_diffusion}); the text encoders are tiny T5/umT5 (Llama and CLIP for HunyuanVideo)
+models with a word-level tokenizer instead of the hub's tiny tokenizers."""
 
 from __future__ import annotations
 
@@ -177,7 +177,44 @@ def svd():
     )
 
 
-BUILDERS = {"wan": wan, "ltx": ltx, "cogvideox": cogvideox, "svd": svd}
+def hunyuan():
+    """HunyuanVideo's two text encoders (a Llama and a CLIP text model) with word-level
+    tokenizers; sizes from diffusers' fast test."""
+    from diffusers import (
+        AutoencoderKLHunyuanVideo,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideoPipeline,
+        HunyuanVideoTransformer3DModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
+
+    torch.manual_seed(0)
+    transformer = HunyuanVideoTransformer3DModel(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=1,
+        num_single_layers=1, num_refiner_layers=1, patch_size=1, patch_size_t=1,
+        guidance_embeds=True, text_embed_dim=16, pooled_projection_dim=8, rope_axes_dim=(2, 4, 4),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    vae = AutoencoderKLHunyuanVideo(
+        in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1, act_fn="silu", norm_num_groups=4, scaling_factor=0.476986,
+        spatial_compression_ratio=8, temporal_compression_ratio=4, mid_block_add_attention=True,
+    )  # fmt: skip
+    common = dict(bos_token_id=0, eos_token_id=1, pad_token_id=0, intermediate_size=37,
+                  num_attention_heads=4, num_hidden_layers=2, vocab_size=64, hidden_act="gelu")  # fmt: skip
+    torch.manual_seed(0)
+    llama = LlamaModel(LlamaConfig(hidden_size=16, **common)).eval()
+    torch.manual_seed(0)
+    clip = CLIPTextModel(CLIPTextConfig(hidden_size=8, projection_dim=32, **common)).eval()
+    return HunyuanVideoPipeline(
+        text_encoder=llama, tokenizer=tokenizer(), text_encoder_2=clip, tokenizer_2=tokenizer(),
+        transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+    )  # fmt: skip
+
+
+BUILDERS = {"wan": wan, "ltx": ltx, "cogvideox": cogvideox, "svd": svd, "hunyuan": hunyuan}
 
 
 def save(kind: str, folder) -> None:

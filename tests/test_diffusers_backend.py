@@ -1,6 +1,6 @@
 """Any local diffusers video pipeline behind kinema's Pipeline surface ("diffusers:/path"), on
 tiny random pipelines built and saved here (tests/diffusers_tiny.py): WanPipeline, LTXPipeline,
-CogVideoXPipeline (text to video) and StableVideoDiffusionPipeline (image to video) give kinema
+CogVideoXPipeline, HunyuanVideoPipeline (text to video) and StableVideoDiffusionPipeline (image to video) give kinema
 Videos with the pipeline's own frames; the CLI, the production pipeline, ShapesBench's model
 generator, the serving worker and its request checks run them; what only kinema's own models
 can do is refused with a message."""
@@ -30,6 +30,7 @@ CASES = {
     "wan": (dict(width=32, height=32, seconds=1.0), (9, 32, 32, 3)),
     "ltx": (dict(width=32, height=32, num_frames=9), (9, 32, 32, 3)),
     "cogvideox": (dict(width=16, height=16, num_frames=9), (9, 16, 16, 3)),
+    "hunyuan": (dict(width=16, height=16, num_frames=9), (9, 16, 16, 3)),
     "svd": (dict(width=32, height=32, num_frames=3, image=np.full((40, 48, 3), 90, np.uint8)),
             (3, 32, 32, 3)),
 }  # fmt: skip
@@ -88,6 +89,7 @@ def test_formats_are_read_from_the_folders(folders):
     assert pipeline_format(folders["wan"]).unit == 16  # 8x VAE, 2x2 patches
     assert pipeline_format(folders["ltx"]).temporal == 4  # this tiny LTX VAE: 4x in time
     assert pipeline_format(folders["svd"]).image_to_video
+    assert pipeline_format(folders["hunyuan"]).unit == 8  # 8x VAE, 1x1 patches
 
 
 def test_what_a_diffusers_pipeline_cannot_do_is_refused(pipes):
