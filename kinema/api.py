@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kinema.models import DEFAULT_MODEL, load_components, resolve_model
+from kinema.models import DEFAULT_MODEL, load_components, resolve_model, sampler_defaults
 from kinema.pipeline.conditioning import FrameConditions, fit_image
 from kinema.pipeline.long_clip import (
     MAX_SINGLE_WINDOW_FRAMES,
@@ -105,8 +105,9 @@ class Pipeline:
         **sampler,
     ) -> GenerationSettings:
         """Checked settings; sampler settings left as None take the defaults."""
+        sampler = {**self.t2v.sampler_defaults, **sampler_overrides(**sampler)}  # caller's win
         common = dict(width=width, height=height, negative_prompt=negative_prompt, seed=seed,
-                      motion=motion, image_noise=image_noise, **sampler_overrides(**sampler))  # fmt: skip
+                      motion=motion, image_noise=image_noise, **sampler)  # fmt: skip
         if num_frames is not None:
             s = GenerationSettings(num_frames=num_frames, fps=fps, **common)
         else:
@@ -300,8 +301,10 @@ def load(
 
         return load_diffusers(model, device, dtype, offload)
     folder = resolve_model(model)
+    defaults = sampler_defaults(folder)  # a bad defaults.json is an error before any loading
     encoder, dit, vae = load_components(folder, "cpu")  # then placed (checked) on `device`
     name = str(model) if not Path(str(model)).is_dir() else folder.name
     t2v = TextToVideo(encoder, dit, vae, name)
+    t2v.sampler_defaults = defaults
     t2v.place(device, dtype, offload)
     return Pipeline(t2v)

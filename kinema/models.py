@@ -5,6 +5,7 @@ the diffusers layout or the original repository's, is converted on load (kinema/
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from kinema.checkpoint import CheckpointError, load_into, read_weights
@@ -58,6 +59,41 @@ def load_dit(path: str | Path, add_micro_conditioning: bool = False) -> DiT:
         raise CheckpointError(f"{path} has a config this version cannot read: {e}") from None
     may_lack = ("motion_embedding.", "fps_embedding.") if add_micro_conditioning else ()
     return load_into(DiT(cfg), tensors, path, may_lack).eval()
+
+
+# Wan2.1's recommended sampling (its repository's generate.py and diffusers' WanPipeline): 50
+# steps, guidance 5; the shift is the folder's scheduler's when it names one
+WAN_DEFAULTS = {"steps": 50, "guidance": 5.0, "shift": 5.0}
+SAMPLER_KEYS = ("steps", "guidance", "shift", "solver")
+DEFAULTS_FILE = "defaults.json"  # optional in any model folder: sampler settings it wants
+
+
+def sampler_defaults(folder: Path) -> dict:
+    """The sampler settings a model folder asks for (steps, guidance, shift, solver): Wan's
+    recommended ones for a Wan2.1 folder, then what its defaults.json says. Settings a caller
+    gives win over these; what neither names keeps kinema's defaults (GenerationSettings)."""
+    out: dict = {}
+    if model_layout(folder) in ("diffusers", "wan"):
+        out.update(WAN_DEFAULTS)
+        scheduler = folder / "scheduler" / "scheduler_config.json"
+        if scheduler.is_file():
+            config = json.loads(scheduler.read_text())
+            shift = config.get("flow_shift") or config.get("shift")
+            if shift:
+                out["shift"] = float(shift)
+    path = folder / DEFAULTS_FILE
+    if path.is_file():
+        try:
+            given = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+        unknown = set(given) - set(SAMPLER_KEYS) if isinstance(given, dict) else {"(not a map)"}
+        if unknown:
+            raise CheckpointError(
+                f"{path} names {', '.join(sorted(unknown))}; it may set {', '.join(SAMPLER_KEYS)}"
+            )
+        out.update(given)
+    return out
 
 
 def load_components(folder: Path, device: str = "cpu"):

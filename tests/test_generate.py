@@ -84,3 +84,16 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path):
     result = run_kinema("generate", PROMPT, "--model", str(folder), "-o", "x.mp4", cwd=tmp_path)
     assert result.returncode == 2 and "kinema-dit" in result.stderr
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_a_model_folder_sets_its_own_sampler_defaults(tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(MODELS["kinema-tiny"], folder)
+    (folder / "defaults.json").write_text('{"steps": 3, "guidance": 1.0}')
+    pipe = kinema.load(folder)
+    video = pipe(PROMPT, num_frames=1)
+    assert (video.metadata["steps"], video.metadata["guidance"]) == (3, 1.0)
+    assert pipe(PROMPT, num_frames=1, steps=2).metadata["steps"] == 2  # the caller's win
+    (folder / "defaults.json").write_text('{"steps": 3, "width": 96}')
+    with pytest.raises(CheckpointError, match="names width; it may set steps, guidance"):
+        kinema.load(folder)

@@ -187,7 +187,10 @@ def test_sampling_run_matches_wan_pipeline(diffusers_folder):
 
     folder, pipe = diffusers_folder
     assert model_layout(folder) == "diffusers"
-    t2v = kinema.load(folder).t2v
+    loaded = kinema.load(folder)
+    # Wan's recommended sampling, with the shift of the folder's scheduler
+    assert loaded.t2v.sampler_defaults == {"steps": 50, "guidance": 5.0, "shift": 3.0}
+    t2v = loaded.t2v
     s = t2v.settings(width=32, height=48, num_frames=9, steps=3, guidance=5.0, shift=3.0,
                      negative_prompt=NEGATIVE, seed=7)  # fmt: skip
     noise = t2v.prepare_latents(s)  # (1, 16, 3, 6, 4)

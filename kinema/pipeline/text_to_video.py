@@ -137,6 +137,7 @@ class TextToVideo:
         self.placement = Placement(module_device(self.dit))
         self.decode_tile: int | None = None  # VAE tiles (latent pixels); None: whole frames
         self.step_cache_stats: list[dict] = []  # StepCache.stats() of sample() calls that cached
+        self.sampler_defaults: dict = {}  # the model's own (kinema.models.sampler_defaults)
 
     def place(
         self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
