@@ -213,3 +213,19 @@ def test_spritesheet_grid() -> None:
     assert np.array_equal(grid[8:16, 6:12], clip[4])
     assert not grid[8:, 12:].any()
     assert spritesheet(clip, columns=5).shape == (8, 30, 3)
+
+
+def test_load_image_applies_the_exif_orientation(tmp_path):
+    from PIL import Image
+
+    from kinema.io.images import load_image
+
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :20] = 255  # left half white
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # orientation: the camera was turned; show rotated 90 degrees clockwise
+    image.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright = load_image(tmp_path / "phone.jpg")
+    assert upright.shape == (40, 20, 3)  # portrait, as a viewer shows it
+    assert upright[:20].mean() > 200 and upright[20:].mean() < 50  # white half on top

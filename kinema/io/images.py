@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 __all__ = ["ImageError", "contact_sheet", "load_image", "save_png", "spritesheet"]
 
@@ -36,7 +36,8 @@ def save_png(path: str | os.PathLike[str], image: np.ndarray) -> Path:
 
 
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read any Pillow-readable image as (H, W, 3) uint8 RGB (alpha is dropped).
+    """Read any Pillow-readable image as (H, W, 3) uint8 RGB (alpha is dropped), upright: an
+    EXIF orientation (phone photos) is applied, as viewers do.
 
     Raises:
         ImageError: The file is missing, not an image, or truncated.
@@ -44,7 +45,7 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB")).copy()
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB")).copy()
     except OSError as err:
         reason = getattr(err, "strerror", None) or str(err)
         raise ImageError(f"cannot read image {path}: {reason}") from None
