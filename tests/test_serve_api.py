@@ -6,6 +6,7 @@ import base64
 import io
 import os
 import signal
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -322,10 +323,54 @@ def test_extension_errors(server, finished):
     with pytest.raises(openai.BadRequestError) as not_mp4:
         videos.extend(prompt="it keeps moving", seconds="1", video=("a.mp4", b"junk", "video/mp4"))
     assert not_mp4.value.body["param"] == "video"
-    mp4 = ("a.mp4", b"\0\0\0\x18ftypisom" + b"\0" * 64, "video/mp4")
+    mp4 = ("a.mp4", b"\0\0\0\x18ftypisom" + b"\0" * 64, "video/mp4")  # a header, no stream
     with pytest.raises(openai.BadRequestError) as upload:
         videos.extend(prompt="it keeps moving", seconds="1", video=mp4)
-    assert upload.value.body["param"] == "video" and upload.value.body["code"] == "unsupported"
+    assert upload.value.body["param"] == "video" and "cannot decode" in upload.value.body["message"]
+    # size and fit belong to uploads
+    body = {"prompt": "more", "seconds": "1", "video": {"id": finished.id}, "size": "32x32"}
+    answer = httpx.post(url, headers={"Authorization": "Bearer k1"}, json=body)
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "size"
+
+
+def _mp4(frames: np.ndarray, fps: float = 8) -> bytes:
+    from kinema.io.video import write_video
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return write_video(Path(tmp) / "clip.mp4", frames, fps).read_bytes()
+
+
+def test_extend_an_uploaded_mp4(server):
+    from kinema.world import random_scene, render
+
+    clip = render(random_scene(np.random.default_rng(4)), 80, 64, 9, 8)  # not the served size
+    videos = client(server).videos
+    extended = videos.extend(prompt="it keeps moving", seconds="1",
+                             video=("clip.mp4", _mp4(clip), "video/mp4"),
+                             extra_body={"size": "64x64", "fit": "resize", "steps": 2})  # fmt: skip
+    assert extended.model_extra["extended_from_video_id"] is None
+    done = within(120, videos.poll, extended.id, poll_interval_ms=100)
+    assert done.status == "completed", done.error
+    assert done.model_extra["num_frames"] == 17 and done.size == "64x64"
+    frames, fps, meta = _download(server, done.id, "extended-upload.mp4")
+    assert frames.shape == (17, 64, 64, 3) and fps == 8 and meta["extended_from"] == "upload"
+    resized = [np.asarray(Image.fromarray(f).resize((64, 64), Image.BICUBIC)) for f in clip]
+    for i in range(5):  # the upload's frames, fitted, then the continuation
+        assert psnr(frames[i], resized[i]) >= 25, i
+    url = f"{server.api}/videos/extensions"
+    headers = {"Authorization": "Bearer k1"}
+
+    def upload(video: bytes, **fields) -> dict:
+        form = {"prompt": "more", "seconds": "1", **fields}
+        answer = httpx.post(url, headers=headers, data=form, files={"video": ("v.mp4", video)})
+        assert answer.status_code == 400, answer.text
+        return answer.json()["error"]
+
+    long = np.zeros((24 * 32 + 2, 16, 16, 3), np.uint8)  # longer than any extension may be
+    assert "more than 769 frames" in upload(_mp4(long, 24))["message"]
+    odd = _mp4(clip[:, :, :68])  # 68x64: not a size the model takes, and no size given
+    assert "68" in upload(odd)["message"]
+    assert upload(_mp4(clip), size="4000x4000")["param"] == "size"
 
 
 def test_json_body_upload_limit(server):

@@ -18,6 +18,7 @@ import io
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
@@ -119,6 +120,47 @@ def read_video(path: str | os.PathLike[str]) -> tuple[np.ndarray, float, dict[st
     except VideoError as err:
         raise VideoError(f"cannot read video {path}: {err}") from None
     return frames, fps, metadata
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+
+
+def probe_video(
+    source: str | os.PathLike[str] | BinaryIO, max_frames: int, max_pixels: int
+) -> VideoInfo:
+    """Frame count, fps and size of the first video stream, decoding no more than it must: a
+    frame larger than max_pixels is refused before decoding, and decoding stops at the first
+    frame past max_frames (uploads are bounded before anything keeps their frames).
+
+    Raises:
+        VideoError: not a readable video, or beyond the limits (the message says which).
+    """
+    try:
+        with av.open(source if not isinstance(source, os.PathLike) else str(source)) as container:
+            if not container.streams.video:
+                raise VideoError(f"no video stream (detected format {container.format.name!r})")
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if width * height > max_pixels:
+                raise VideoError(
+                    f"its frames are {width}x{height}, more than the {max_pixels} pixels allowed"
+                )
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            count = 0
+            for _ in container.decode(stream):
+                count += 1
+                if count > max_frames:
+                    raise VideoError(f"it has more than {max_frames} frames, the limit")
+    except (av.FFmpegError, OSError) as err:
+        raise VideoError(f"cannot decode it: {getattr(err, 'strerror', None) or err}") from None
+    if count == 0:
+        raise VideoError("its video stream has no decodable frames")
+    return VideoInfo(count, float(rate) if rate else 0.0, width, height)
 
 
 def h264_round_trip(frames: np.ndarray, fps: float = 8, crf: int = 23) -> np.ndarray:

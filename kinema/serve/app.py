@@ -76,7 +76,7 @@ from kinema.serve.validation import (
     extension_spec,
     job_spec,
     parse_fields,
-    unsupported,
+    uploaded_source,
 )
 
 _NESTED = re.compile(r"(\w+)\[(\w+)\]")  # multipart spelling of {"video": {"id": ...}}
@@ -115,8 +115,15 @@ class Services:
         spec = JobSpec(prompt, self.model.name, source.params)
         return self._create(owner, spec, remixed_from=source.id, files=self._inputs(source))
 
-    def extend(self, owner: str, body: ExtendBody) -> Job:
-        """A job that continues completed video body.video.id (of this owner)."""
+    def extend(self, owner: str, body: ExtendBody, upload: bytes | None = None) -> Job:
+        """A job that continues completed video body.video.id (of this owner), or the uploaded
+        MP4 `upload`."""
+        if upload is not None:
+            source = uploaded_source(upload, body, self.config.limits, self.config.defaults)
+            spec = extension_spec(body, None, source, self.model, self.config.limits,
+                                  self.config.defaults)  # fmt: skip
+            spec.inputs[SOURCE_VIDEO] = upload
+            return self._create(owner, spec)
         source = self.owned(owner, body.video.id)
         if source.status != COMPLETED:
             state = "failed" if source.status == FAILED else "is not completed yet"
@@ -154,7 +161,7 @@ class Services:
         """{name: path} of the input files a job was made from; 404 once they have expired."""
         p = job.params
         names = [(p.get("input_reference") or {}).get("file"),
-                 SOURCE_VIDEO if p.get("extended_from") else None]  # fmt: skip
+                 SOURCE_VIDEO if p.get("extend_seconds") else None]  # fmt: skip
         paths = {n: self.storage.input_path(job.id, n) for n in names if n}
         if paths and (job.purged_at is not None or not all(f.is_file() for f in paths.values())):
             raise ApiError(404, f"the files of video {job.id} have expired", param="video_id",
@@ -499,10 +506,8 @@ def create_app(services: Services, ui: bool = False) -> FastAPI:
             check_mp4(files["video"], "video", limits.max_upload_bytes)
             fields["video"] = {"id": "upload"}
         body = parse_fields(ExtendBody, fields)
-        if "video" in files:
-            raise unsupported("video", "extending an uploaded video", "this server",
-                              "name a completed video of this server in video[id]")  # fmt: skip
-        job = await run_in_threadpool(services.extend, who, body)
+        upload = files.get("video")
+        job = await run_in_threadpool(services.extend, who, body, upload)
         return _video_response(job, config)
 
     app.openapi = lambda: _openapi(app)

@@ -73,6 +73,12 @@ class ExtendBody(BaseModel):
     negative_prompt: str | None = None
     solver: str | None = None
     motion: float | None = Field(None, description="motion strength 0..255 (see create)")
+    size: str | None = Field(
+        None, description="an uploaded video only: WIDTHxHEIGHT to fit it to (default: its own)"
+    )
+    fit: Literal["crop", "pad", "resize"] | None = Field(
+        None, description="an uploaded video only: how it is fitted to size (default crop)"
+    )
 
 
 class VideoError(BaseModel):

@@ -360,12 +360,47 @@ def job_spec(
     return JobSpec(prompt, info.name, params, inputs)
 
 
+def uploaded_source(data: bytes, body, limits: Limits, defaults: Defaults) -> dict:
+    """The params of an uploaded MP4 as the source of an extension: its frame count and fps,
+    the size it is fitted to (`size`, else its own) and the default sampler settings. Decoding
+    is bounded: frames past what the longest extension may hold, or frames larger than an input
+    image may be, are refused before they are kept."""
+    from kinema.io.video import VideoError, probe_video
+
+    most = int(limits.max_extended_seconds * limits.max_fps) + 1
+    try:
+        clip = probe_video(io.BytesIO(data), most, MAX_IMAGE_PIXELS)
+    except VideoError as e:
+        raise ApiError(400, f"video: {e}", param="video", code="invalid_value") from None
+    if not 0 < clip.fps <= limits.max_fps:
+        raise ApiError(400, f"video: its frame rate {clip.fps:g} is outside 0..{limits.max_fps:g}",
+                       param="video", code="out_of_range")  # fmt: skip
+    own = Defaults(size=f"{clip.width}x{clip.height}")
+    try:
+        width, height = parse_size(body.size, limits, own)
+    except ApiError as e:
+        if body.size is None:  # the clip's own size is beyond the limit: say how to go on
+            e.message += "; give size (e.g. 64x64) to fit the video to"
+        raise
+    return {"width": width, "height": height, "num_frames": clip.num_frames, "fps": clip.fps,
+            "steps": defaults.steps, "guidance": defaults.guidance, "negative_prompt": "",
+            "seed": secrets.randbelow(2**31), "solver": "euler", "fit": body.fit or "crop"}  # fmt: skip
+
+
 def extension_spec(
-    body, source_id: str, source: dict, info: ModelInfo, limits: Limits, defaults: Defaults
-) -> JobSpec:
+    body, source_id: str | None, source: dict, info: ModelInfo, limits: Limits,
+    defaults: Defaults,
+) -> JobSpec:  # fmt: skip
     """An extension (schemas.ExtendBody) of completed video `source_id` with params `source`:
     its size, fps and (unless the body says otherwise) sampler settings and seed. num_frames is
-    the whole clip, the source's frames followed by the new ones (as `pipe.extend` makes it)."""
+    the whole clip, the source's frames followed by the new ones (as `pipe.extend` makes it).
+    source_id None: an uploaded video (`uploaded_source`), fitted to its size with its `fit`."""
+    if source_id is not None:
+        for name in ("size", "fit"):
+            if getattr(body, name) is not None:
+                raise ApiError(400, f"{name} applies to an uploaded video; the extension of "
+                               f"{source_id} keeps its size", param=name,
+                               code="invalid_value")  # fmt: skip
     prompt = check_text(body.prompt, "prompt", limits)
     _, seconds = parse_seconds(body.seconds, limits, defaults)
     if seconds <= 0:
@@ -386,5 +421,6 @@ def extension_spec(
         "width": source["width"], "height": source["height"], "num_frames": total, "fps": fps,
         **sampler, "seconds": f"{(total - 1) / fps:g}", "motion": motion,
         "input_reference": None, "extended_from": source_id, "extend_seconds": seconds,
+        "fit": source.get("fit", "crop"),
     }  # fmt: skip
     return JobSpec(prompt, info.name, params)

@@ -216,11 +216,12 @@ class Worker:
             negative_prompt=p["negative_prompt"], solver=p["solver"], motion=p.get("motion"),
             callback=callback,
         )  # fmt: skip
-        if p.get("extended_from"):
+        if p.get("extend_seconds"):  # a served video's (extended_from) or an uploaded MP4
             source = self.storage.input_path(job.id, SOURCE_VIDEO)
             video = self.pipe.extend(source, job.prompt, p["extend_seconds"], fps=p["fps"],
-                                     width=p["width"], height=p["height"], **common)  # fmt: skip
-            video.metadata["extended_from"] = p["extended_from"]
+                                     width=p["width"], height=p["height"],
+                                     fit=p.get("fit", "crop"), **common)  # fmt: skip
+            video.metadata["extended_from"] = p.get("extended_from") or "upload"
             return video
         reference = p.get("input_reference")
         image = {}
