@@ -230,7 +230,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-stages", action="store_true")
-    parser.add_argument("--only", choices=("interpolation", "super_resolution", "watermark"))
+    parser.add_argument(
+        "--only", choices=("stages", "interpolation", "super_resolution", "watermark")
+    )
     parser.add_argument("--interp", default="learned", help="interp.safetensors to measure")
     parser.add_argument("--sr", default="learned", help="sr.safetensors to measure")
     args = parser.parse_args()

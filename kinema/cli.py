@@ -865,13 +865,16 @@ def train_dit(
 
 
 def _train_upsampler(kind: str, output: Path, steps: int, minutes: float | None,
-                     batch_size: int, lr: float, seed: int) -> None:  # fmt: skip
+                     batch_size: int, lr: float, seed: int, temporal: float = 1.0) -> None:  # fmt: skip
     from kinema.train.distributed import init_distributed, shutdown
     from kinema.train.trainer import TrainConfig, train
     from kinema.train.upsample_tasks import InterpTask, SRTask
 
     info = init_distributed()
-    task = InterpTask(batch_size=batch_size) if kind == "interp" else SRTask(batch_size=batch_size)
+    if kind == "interp":
+        task = InterpTask(batch_size=batch_size)
+    else:
+        task = SRTask(batch_size=batch_size, temporal=temporal)
     cfg = TrainConfig(str(output), steps=steps, minutes=minutes, lr=lr,
                       warmup=min(200, steps // 5), seed=seed, save_every=250)  # fmt: skip
     train(task, cfg, info)
@@ -903,10 +906,13 @@ def train_sr(
     batch_size: BatchSize = 16,
     lr: LearningRate = 1e-3,
     seed: Seed = 0,
+    temporal: Annotated[
+        float, typer.Option(help="weight of the frame-to-frame change's error in the loss")
+    ] = 1.0,
 ) -> None:
     """Train the x4 video super-resolution model on the world rendered at both sizes. Writes
     sr.safetensors (use it with `generate --upscaler PATH`)."""
-    _train_upsampler("sr", output, steps, minutes, batch_size, lr, seed)
+    _train_upsampler("sr", output, steps, minutes, batch_size, lr, seed, temporal)
 
 
 # ----------------------------------------------------------------------------- serve

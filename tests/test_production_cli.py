@@ -15,7 +15,7 @@ def test_generate_upsamples_signs_and_verifies(tmp_path, home):
                       "--steps", "1", "-o", "clip.mp4", cwd=tmp_path)  # fmt: skip
     assert made.returncode == 0, made.stderr[-1500:]
     assert "expanded prompt (shapes): a blue square " in made.stderr
-    assert "base 64x64 at 8 fps; interpolator flow, upscaler bicubic" in made.stderr
+    assert "base 64x64 at 8 fps; interpolator learned, upscaler learned" in made.stderr
     frames, fps, meta = read_video(tmp_path / "clip.mp4")
     assert frames.shape == (17, 128, 128, 3) and fps == 16 and meta["prompt"] == "a blue square"
     for name in ("clip.thumbnail.png", "clip.spritesheet.png", "clip.quality.json"):

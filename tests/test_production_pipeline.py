@@ -67,7 +67,11 @@ def test_produce_and_export_a_24fps_256px_clip(home, tmp_path):
     assert video.frames.shape == (49, 256, 256, 3) and video.fps == 24
     assert m["prompt"] == "a green triangle" and m["expanded_prompt"] == call["prompt"]
     assert (m["base_fps"], m["base_width"], m["base_frames"]) == (8, 64, 17)
-    assert m["production"] == {"interpolator": "flow", "upscaler": "bicubic", "policy": "default"}
+    assert m["production"] == {
+        "interpolator": "learned",
+        "upscaler": "learned",
+        "policy": "default",
+    }
     assert m["watermark"]["payload_hex"] == "c0ffee00" and m["safety"]["frames_checked"] == 49
     assert m["quality"]["adherence"]["color"] == 1.0  # the fake model renders the truth
     assert {"generate", "interpolate", "upscale", "safety", "watermark", "quality"} <= set(
@@ -135,7 +139,9 @@ def test_stages_plug_in_and_are_recorded(home):
     assert video.metadata["production"]["interpolator"] == "blend"
     assert video.metadata["production"]["upscaler"] == "learned-upscaler-v0"
     assert video.metadata["expanded_prompt"] is None and video.metadata["watermark"] is None
-    with pytest.raises(ValueError, match="unknown interpolator 'rife': use one of learned, flow, blend"):
+    with pytest.raises(
+        ValueError, match="unknown interpolator 'rife': use one of learned, flow, blend"
+    ):
         build_stages(interpolator="rife")
 
 
@@ -145,5 +151,5 @@ def test_the_real_model_through_pipeline_produce(home):
     video = pipe.produce("a red circle moving left on a black background", ProductionSettings(fps=16, seconds=1),
                          steps=1)  # fmt: skip
     assert video.frames.shape == (17, 64, 64, 3) and video.metadata["model"] == "kinema-tiny"
-    assert video.metadata["production"]["interpolator"] == "flow"
+    assert video.metadata["production"]["interpolator"] == "learned"
     assert video.metadata["watermark"]["votes_per_bit"] == 17

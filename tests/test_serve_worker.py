@@ -200,7 +200,8 @@ def test_served_clips_are_safety_checked_watermarked_and_signed(tmp_path, pipe):
     assert done.status == COMPLETED, done.error_message
     checked = verify(Storage(tmp_path).path(good.id, done.output, "video"))
     assert checked.ok, checked.problems  # watermark found and the C2PA manifest intact
-    assert checked.watermark.payload == wm.payload_from_id(good.id.removeprefix("video_"))  # the job id
+    job_hex = good.id.removeprefix("video_")  # the job id is what the watermark carries
+    assert checked.watermark.payload == wm.payload_from_id(job_hex)
 
     flagged = store.create("alice", "kinema-tiny", PROMPT, params(steps=2))
     stages = Stages(frame_classifiers=[FlagFrame(8)])

@@ -2,7 +2,7 @@
 
 - `InterpTask`: two frames a frame interval apart and the true frame at a random time between
   them (render_times at any instant), for kinema/production/interp_net.py;
-- `SRTask`: three consecutive frames at the base size and the middle one rendered at x4, for
+- `SRTask`: consecutive frames at the base size and two of them rendered at x4, for
   kinema/production/sr_net.py.
 
 Both see the frame intervals the pipeline feeds them (8 fps base clips, and for super-resolution
@@ -109,32 +109,39 @@ class InterpTask:
 
 
 class SRTask:
+    """Each sample is two consecutive frames: both are upscaled (each from its own window), and
+    besides each frame's error the loss takes the error of their difference against the true
+    frames' difference (weight `temporal`): an upscaler judged frame by frame can add ringing
+    that changes from frame to frame, which reads as flicker on every moving edge."""
+
     name = "sr"
 
     def __init__(self, cfg: SRConfig | None = None, batch_size: int = 16, crop: int = 32,
-                 soften: float = 0.3):  # fmt: skip
+                 soften: float = 0.3, temporal: float = 1.0):  # fmt: skip
         self.model = SRNet(cfg or SRConfig())
         self.cfg = self.model.cfg
         self.batch_size = batch_size
         self.crop = crop
         self.soften = soften
+        self.temporal = temporal
 
     def sample(self, rng: np.random.Generator, width: int, height: int):
+        """(window + 1 low frames, the 2 middle frames of the two windows at x scale)."""
         scene = random_scene(rng, DURATION, width, height)
         gap = rng.choice([1 / 24, 1 / 8])
-        half = self.cfg.window // 2
-        start = rng.uniform(0, DURATION - 2 * half * gap)
-        times = start + gap * np.arange(self.cfg.window)
+        n, half = self.cfg.window + 1, self.cfg.window // 2
+        start = rng.uniform(0, DURATION - (n - 1) * gap)
+        times = start + gap * np.arange(n)
         low = _soften(render_times(scene, times, width, height), rng, self.soften)
         s = self.cfg.scale
-        high = render_times(scene, times[half : half + 1], width * s, height * s)[0]
+        high = render_times(scene, times[half : half + 2], width * s, height * s)
         c = self.crop
         y, x = int(rng.integers(0, height - c + 1)), int(rng.integers(0, width - c + 1))
-        low, high = low[:, y : y + c, x : x + c], high[y * s : (y + c) * s, x * s : (x + c) * s]
+        low, high = low[:, y : y + c, x : x + c], high[:, y * s : (y + c) * s, x * s : (x + c) * s]
         if rng.random() < 0.5:
-            low, high = low[:, :, ::-1], high[:, ::-1]
+            low, high = low[:, :, ::-1], high[:, :, ::-1]
         if rng.random() < 0.5:
-            low = low[::-1]
+            low, high = low[::-1], high[::-1]
         return np.ascontiguousarray(low), np.ascontiguousarray(high)
 
     def batches(self, info: DistInfo, seed: int) -> Iterator:
@@ -150,14 +157,19 @@ class SRTask:
         return batch[0].shape[0]
 
     def loss(self, model, batch) -> tuple[torch.Tensor, dict[str, float]]:
-        low, high = batch
-        out = model(low)
-        loss = charbonnier(out, high)
-        middle = low[:, low.shape[1] // 2]
+        low, high = batch  # (B, window + 1, 3, h, w), (B, 2, 3, H, W)
+        w = self.cfg.window
+        b = low.shape[0]
+        out = model(torch.cat([low[:, :w], low[:, 1:]])).unflatten(0, (2, b)).transpose(0, 1)
+        frames = charbonnier(out, high)
+        change = charbonnier(out[:, 1] - out[:, 0], high[:, 1] - high[:, 0])
+        loss = frames + self.temporal * change
+        middle = low[:, w // 2 : w // 2 + 2].flatten(0, 1)
         bicubic = F.interpolate(middle, scale_factor=self.cfg.scale, mode="bicubic",
                                 align_corners=False)  # fmt: skip
-        logs = {"loss": loss.item(), "psnr": _psnr(out.detach(), high),
-                "psnr_bicubic": _psnr(bicubic, high)}  # fmt: skip
+        logs = {"loss": loss.item(), "loss_change": change.item(),
+                "psnr": _psnr(out.detach().flatten(0, 1), high.flatten(0, 1)),
+                "psnr_bicubic": _psnr(bicubic, high.flatten(0, 1))}  # fmt: skip
         return loss, logs
 
     def export(self, model: SRNet, out_dir: Path) -> Path:
