@@ -1001,7 +1001,9 @@ def serve(
         int, typer.Option(help="queued + running jobs per key; one more gets 429")
     ] = 8,
     max_upload_mb: Annotated[float, typer.Option(help="largest upload")] = 10.0,
-    default_steps: Annotated[int, typer.Option(help="steps when a request names none")] = 20,
+    default_steps: Annotated[
+        int | None, typer.Option(help="steps when a request names none [default: the model's]")
+    ] = None,
     lease_seconds: LeaseSeconds = 30.0,
     max_attempts: MaxAttempts = 3,
     retention_hours: Annotated[
@@ -1030,7 +1032,8 @@ def serve(
     )  # fmt: skip
     config = _serve_config(
         data_dir, database, model, api_key, limits=limits,
-        defaults=cfg.Defaults(steps=min(default_steps, max_steps)), lease_seconds=lease_seconds,
+        defaults=cfg.Defaults(steps=default_steps and min(default_steps, max_steps)),
+        lease_seconds=lease_seconds,
         max_attempts=max_attempts, retention_hours=retention_hours, cost_per_hour=cost_per_hour,
         poll_after_ms=poll_after_ms, watermark=watermark, c2pa=c2pa,
     )  # fmt: skip

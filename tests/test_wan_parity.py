@@ -266,3 +266,20 @@ def test_cli_generates_from_a_diffusers_folder(diffusers_folder, tmp_path):
 
     frames, fps, _ = read_video(out)
     assert frames.shape == (9, 32, 32, 3) and fps == 8
+
+
+def test_the_server_checks_requests_against_a_wan_folder(diffusers_folder):
+    """A Wan folder as the served model: sizes checked with its 8x VAE and 2x2 patches, and a
+    request without steps or guidance gets Wan's recommended ones."""
+    pytest.importorskip("fastapi")
+    from kinema.serve.config import Defaults, Limits
+    from kinema.serve.errors import ApiError
+    from kinema.serve.validation import ModelInfo, job_spec
+
+    folder, _ = diffusers_folder
+    info = ModelInfo.read(str(folder))
+    spec = job_spec({"prompt": PROMPT, "size": "32x48", "seconds": "1"}, info, Limits(), Defaults())
+    assert (spec.params["steps"], spec.params["guidance"]) == (50, 5.0)
+    assert job_spec({"prompt": PROMPT, "steps": 3}, info, Limits(), Defaults()).params["steps"] == 3
+    with pytest.raises(ApiError, match="multiple of 16"):
+        job_spec({"prompt": PROMPT, "size": "40x48"}, info, Limits(), Defaults())

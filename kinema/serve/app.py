@@ -119,7 +119,8 @@ class Services:
         """A job that continues completed video body.video.id (of this owner), or the uploaded
         MP4 `upload`."""
         if upload is not None:
-            source = uploaded_source(upload, body, self.config.limits, self.config.defaults)
+            source = uploaded_source(upload, body, self.model, self.config.limits,
+                                     self.config.defaults)  # fmt: skip
             spec = extension_spec(body, None, source, self.model, self.config.limits,
                                   self.config.defaults)  # fmt: skip
             spec.inputs[SOURCE_VIDEO] = upload

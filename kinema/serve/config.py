@@ -31,8 +31,8 @@ class Defaults:
     seconds: str = "2"
     size: str = "64x64"
     fps: float = 8.0
-    steps: int = 20
-    guidance: float = 5.0
+    steps: int | None = None  # None: the model's own default (its folder's, else kinema's)
+    guidance: float | None = None
 
 
 @dataclass(frozen=True)

@@ -153,9 +153,11 @@ def build_ui(services) -> gr.Blocks:
                     size = gr.Dropdown(sizes, value=defaults.size if defaults.size in sizes else sizes[0],
                                        label="Size")  # fmt: skip
                     steps = gr.Slider(
-                        1, limits.max_steps, value=defaults.steps, step=1, label="Steps"
-                    )
-                    guidance = gr.Slider(0, 15, value=defaults.guidance, step=0.5, label="Guidance")
+                        1, limits.max_steps, step=1, label="Steps",
+                        value=min(services.model.default("steps", defaults.steps), limits.max_steps),
+                    )  # fmt: skip
+                    guidance = gr.Slider(0, 15, value=services.model.default("guidance", defaults.guidance),
+                                         step=0.5, label="Guidance")  # fmt: skip
                     fit = gr.Radio(list(FIT_MODES), value="crop",
                                    label="Start image of another size: crop, pad or resize")  # fmt: skip
                     seed = gr.Number(-1, precision=0, label="Seed (-1: random)")

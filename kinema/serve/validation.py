@@ -22,8 +22,9 @@ from pydantic import BaseModel, ValidationError
 from safetensors import safe_open
 
 from kinema.backends.diffusers_pipeline import is_diffusers_model, pipeline_format
+from kinema.convert.folders import model_layout
 from kinema.dit.transformer import DiTConfig
-from kinema.models import resolve_model
+from kinema.models import resolve_model, sampler_defaults
 from kinema.pipeline.conditioning import FIT_MODES
 from kinema.pipeline.text_to_video import (
     GenerationError,
@@ -63,6 +64,14 @@ class ModelInfo:
     name: str
     vae: SimpleNamespace  # .cfg: VAEConfig
     dit: SimpleNamespace  # .cfg: DiTConfig
+    sampler_defaults: dict = field(default_factory=dict)  # the model folder's (kinema.models)
+
+    def default(self, key: str, server: float | None):
+        """A sampler setting a request left out: the server's if set, else the model's, else
+        kinema's (GenerationSettings)."""
+        if server is not None:
+            return server
+        return self.sampler_defaults.get(key, getattr(GenerationSettings, key))
 
     @classmethod
     def read(cls, model: str) -> ModelInfo:
@@ -72,14 +81,23 @@ class ModelInfo:
             dit = DiTConfig(patch=(1, 1, 1), micro_conditioning=fmt.image_to_video)
             return cls(model, SimpleNamespace(cfg=vae), SimpleNamespace(cfg=dit))
         folder = resolve_model(model)
+        layout = model_layout(folder)
+        defaults = sampler_defaults(folder)
+        if layout in ("diffusers", "wan"):  # Wan2.1: an 8x, 4x VAE; the patch from its config
+            config = folder / (
+                "transformer/config.json" if layout == "diffusers" else "config.json"
+            )
+            patch = tuple(json.loads(config.read_text()).get("patch_size", (1, 2, 2)))
+            vae = SimpleNamespace(spatial_factor=8, temporal_factor=4)
+            dit = DiTConfig(patch=patch)
+            return cls(model, SimpleNamespace(cfg=vae), SimpleNamespace(cfg=dit), defaults)
         configs = {}
         for part in ("vae", "dit"):
             with safe_open(str(folder / f"{part}.safetensors"), "pt") as f:
                 configs[part] = json.loads((f.metadata() or {})["config"])
         vae = VAEConfig(**{**configs["vae"], "channels": tuple(configs["vae"]["channels"])})
-        return cls(
-            model, SimpleNamespace(cfg=vae), SimpleNamespace(cfg=DiTConfig(**configs["dit"]))
-        )
+        dit = SimpleNamespace(cfg=DiTConfig(**configs["dit"]))
+        return cls(model, SimpleNamespace(cfg=vae), dit, defaults)
 
     @property
     def has_motion(self) -> bool:
@@ -345,7 +363,8 @@ def job_spec(
     seconds_text, seconds = parse_seconds(body.seconds, limits, defaults)
     width, height = parse_size(body.size, limits, defaults)
     fps = _bounded(body.fps if body.fps is not None else defaults.fps, 0.5, limits.max_fps, "fps")
-    base = {"steps": defaults.steps, "guidance": defaults.guidance, "negative_prompt": "",
+    base = {"steps": info.default("steps", defaults.steps),
+            "guidance": info.default("guidance", defaults.guidance), "negative_prompt": "",
             "seed": secrets.randbelow(2**31), "solver": "euler"}  # fmt: skip
     sampler = _sampler(body, base, limits)
     settings = GenerationSettings.from_seconds(
@@ -360,7 +379,7 @@ def job_spec(
     return JobSpec(prompt, info.name, params, inputs)
 
 
-def uploaded_source(data: bytes, body, limits: Limits, defaults: Defaults) -> dict:
+def uploaded_source(data: bytes, body, info: ModelInfo, limits: Limits, defaults: Defaults) -> dict:
     """The params of an uploaded MP4 as the source of an extension: its frame count and fps,
     the size it is fitted to (`size`, else its own) and the default sampler settings. Decoding
     is bounded: frames past what the longest extension may hold, or frames larger than an input
@@ -383,7 +402,8 @@ def uploaded_source(data: bytes, body, limits: Limits, defaults: Defaults) -> di
             e.message += "; give size (e.g. 64x64) to fit the video to"
         raise
     return {"width": width, "height": height, "num_frames": clip.num_frames, "fps": clip.fps,
-            "steps": defaults.steps, "guidance": defaults.guidance, "negative_prompt": "",
+            "steps": info.default("steps", defaults.steps),
+            "guidance": info.default("guidance", defaults.guidance), "negative_prompt": "",
             "seed": secrets.randbelow(2**31), "solver": "euler", "fit": body.fit or "crop"}  # fmt: skip
 
 
