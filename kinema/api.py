@@ -29,7 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kinema.models import DEFAULT_MODEL, load_components, resolve_model, sampler_defaults
+from kinema.models import (
+    DEFAULT_MODEL,
+    BaseFormat,
+    base_format,
+    load_components,
+    resolve_model,
+    sampler_defaults,
+)
 from kinema.pipeline.conditioning import FrameConditions, fit_image
 from kinema.pipeline.long_clip import (
     MAX_SINGLE_WINDOW_FRAMES,
@@ -88,8 +95,9 @@ def _as_image(image: ImageLike) -> np.ndarray:
 class Pipeline:
     """A loaded model, callable with a prompt."""
 
-    def __init__(self, t2v: TextToVideo):
+    def __init__(self, t2v: TextToVideo, base: BaseFormat | None = None):
         self.t2v = t2v
+        self.base = base or BaseFormat()  # where the production pipeline generates
 
     def settings(
         self,
@@ -307,4 +315,4 @@ def load(
     t2v = TextToVideo(encoder, dit, vae, name)
     t2v.sampler_defaults = defaults
     t2v.place(device, dtype, offload)
-    return Pipeline(t2v)
+    return Pipeline(t2v, base_format(folder))

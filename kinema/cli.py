@@ -207,7 +207,6 @@ def generate(
     )
     check_export(exporting, output)  # signing credentials too, before any work
     prepared = prepare_prompt(prompt, production, stages)  # refused or expanded before loading
-    base_fps, base_width, base_height = base_format(production)
     keyframes = _parse_keyframes(keyframe or [])
     images = _read_images(
         {"image": image, "last_image": last_image, **{k: p for k, p in keyframes.items()}}
@@ -217,6 +216,7 @@ def generate(
         if vae_tile < 8 or getattr(pipe, "format", None) is not None:
             raise UsageError("--vae-tile takes 8 or more latent pixels, for kinema's own models")
         pipe.t2v.decode_tile = vae_tile
+    base_fps, base_width, base_height = base_format(production, getattr(pipe, "base", None))
     settings = pipe.settings(seed, seconds, base_fps, base_width, base_height, negative or "",
                              motion=motion, image_noise=image_noise, steps=steps,
                              guidance=guidance, solver=solver, shift=shift,

@@ -5,7 +5,9 @@ the diffusers layout or the original repository's, is converted on load (kinema/
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from kinema.checkpoint import CheckpointError, load_into, read_weights
@@ -68,6 +70,47 @@ SAMPLER_KEYS = ("steps", "guidance", "shift", "solver")
 DEFAULTS_FILE = "defaults.json"  # optional in any model folder: sampler settings it wants
 
 
+@dataclass(frozen=True)
+class BaseFormat:
+    """What a model generates well; the production pipeline generates there, then upsamples in
+    time and space (kinema/production). The defaults are kinema-tiny's: 8 fps, trained up to
+    96x64."""
+
+    fps: float = 8.0
+    native_pixels: int = 96 * 64  # a target up to this many pixels is generated as it is
+    base_pixels: int = 64 * 64  # a larger one at about this many (its aspect), then upscaled
+
+
+FORMAT_KEYS = tuple(f.name for f in fields(BaseFormat))
+# Wan2.1 generates 16 fps clips at 480p (1.3B) up to 720p (14B)
+WAN_FORMAT = BaseFormat(fps=16.0, native_pixels=1280 * 720, base_pixels=832 * 480)
+
+
+def _defaults_file(folder: Path) -> dict:
+    path = folder / DEFAULTS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        given = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+    known = SAMPLER_KEYS + FORMAT_KEYS
+    unknown = set(given) - set(known) if isinstance(given, dict) else {"(not a map)"}
+    if unknown:
+        raise CheckpointError(
+            f"{path} names {', '.join(sorted(unknown))}; it may set {', '.join(known)}"
+        )
+    return given
+
+
+def base_format(folder: Path) -> BaseFormat:
+    """The production base format of a model folder: Wan's for a Wan2.1 folder, kinema-tiny's
+    otherwise, then what its defaults.json says (fps, native_pixels, base_pixels)."""
+    base = WAN_FORMAT if model_layout(folder) in ("diffusers", "wan") else BaseFormat()
+    given = {k: v for k, v in _defaults_file(folder).items() if k in FORMAT_KEYS}
+    return dataclasses.replace(base, **given)
+
+
 def sampler_defaults(folder: Path) -> dict:
     """The sampler settings a model folder asks for (steps, guidance, shift, solver): Wan's
     recommended ones for a Wan2.1 folder, then what its defaults.json says. Settings a caller
@@ -81,18 +124,7 @@ def sampler_defaults(folder: Path) -> dict:
             shift = config.get("flow_shift") or config.get("shift")
             if shift:
                 out["shift"] = float(shift)
-    path = folder / DEFAULTS_FILE
-    if path.is_file():
-        try:
-            given = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{path} is not valid JSON: {e}") from None
-        unknown = set(given) - set(SAMPLER_KEYS) if isinstance(given, dict) else {"(not a map)"}
-        if unknown:
-            raise CheckpointError(
-                f"{path} names {', '.join(sorted(unknown))}; it may set {', '.join(SAMPLER_KEYS)}"
-            )
-        out.update(given)
+    out.update({k: v for k, v in _defaults_file(folder).items() if k in SAMPLER_KEYS})
     return out
 
 

@@ -94,6 +94,20 @@ def test_a_model_folder_sets_its_own_sampler_defaults(tmp_path):
     video = pipe(PROMPT, num_frames=1)
     assert (video.metadata["steps"], video.metadata["guidance"]) == (3, 1.0)
     assert pipe(PROMPT, num_frames=1, steps=2).metadata["steps"] == 2  # the caller's win
+    assert pipe.base.fps == 8.0  # kinema-tiny's base format for production
+    (folder / "defaults.json").write_text(
+        '{"steps": 1, "fps": 4, "native_pixels": 1024, "base_pixels": 1024}'
+    )
+    from kinema.production import ProductionSettings
+
+    made = kinema.load(folder).produce(PROMPT, ProductionSettings(fps=8, width=64, height=64,
+                                                                  seconds=1, expand=False))  # fmt: skip
+    meta = made.metadata  # made at 4 fps and about 32x32, then interpolated and upscaled
+    assert (meta["base_fps"], meta["base_width"], meta["base_frames"]) == (4, 32, 5)
+    assert made.frames.shape == (9, 64, 64, 3)
     (folder / "defaults.json").write_text('{"steps": 3, "width": 96}')
-    with pytest.raises(CheckpointError, match="names width; it may set steps, guidance"):
+    with pytest.raises(
+        CheckpointError,
+        match="names width; it may set steps, guidance, shift, solver, fps, native_pixels",
+    ):
         kinema.load(folder)

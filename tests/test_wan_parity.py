@@ -190,6 +190,7 @@ def test_sampling_run_matches_wan_pipeline(diffusers_folder):
     loaded = kinema.load(folder)
     # Wan's recommended sampling, with the shift of the folder's scheduler
     assert loaded.t2v.sampler_defaults == {"steps": 50, "guidance": 5.0, "shift": 3.0}
+    assert (loaded.base.fps, loaded.base.base_pixels) == (16.0, 832 * 480)  # Wan's 480p at 16 fps
     t2v = loaded.t2v
     s = t2v.settings(width=32, height=48, num_frames=9, steps=3, guidance=5.0, shift=3.0,
                      negative_prompt=NEGATIVE, seed=7)  # fmt: skip

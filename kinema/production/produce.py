@@ -25,6 +25,7 @@ import numpy as np
 
 from kinema.api import Pipeline, Video
 from kinema.checkpoint import CheckpointError
+from kinema.models import BaseFormat
 from kinema.pipeline.text_to_video import GenerationError, check_prompt
 from kinema.production import watermark as wm
 from kinema.production.expand import (
@@ -53,7 +54,7 @@ MAX_SIDE = 2048
 @dataclass(frozen=True)
 class ProductionSettings:
     """What to make. fps, width and height are the output's; the model generates at its base
-    (`base_fps`, about 64x64 pixels) and the pipeline upsamples."""
+    format (the pipeline's `base`, kinema.models.BaseFormat) and the pipeline upsamples."""
 
     fps: float = 8.0
     width: int = 64
@@ -64,7 +65,6 @@ class ProductionSettings:
     expand: bool = True
     watermark: bool = True
     generation_id: str | None = None  # None: derived from the model, prompt, seed and settings
-    base_fps: float = 8.0
 
     def check(self) -> None:
         problems = []
@@ -130,18 +130,15 @@ def build_stages(
     return stages
 
 
-NATIVE_PIXELS = 96 * 64  # the largest size kinema-tiny was trained at: generated as it is
-BASE_PIXELS = 64 * 64  # a larger target is generated at about this many pixels, then upscaled
-
-
-def base_format(s: ProductionSettings) -> tuple[float, int, int]:
-    """(fps, width, height) the model generates at: the base fps unless the target is slower; the
-    target size if the model takes it natively, else the target's aspect ratio at about 64x64
-    pixels, in multiples of 16."""
-    fps = min(s.fps, s.base_fps)
-    if s.width * s.height <= NATIVE_PIXELS:
+def base_format(s: ProductionSettings, base: BaseFormat | None = None) -> tuple[float, int, int]:
+    """(fps, width, height) the model generates at: its base fps unless the target is slower;
+    the target size if the model takes it natively, else the target's aspect ratio at about
+    `base.base_pixels` pixels, in multiples of 16. base: the model's (None: kinema-tiny's)."""
+    base = base or BaseFormat()
+    fps = min(s.fps, base.fps)
+    if s.width * s.height <= base.native_pixels:
         return fps, s.width, s.height
-    scale = math.sqrt(BASE_PIXELS / (s.width * s.height))
+    scale = math.sqrt(base.base_pixels / (s.width * s.height))
     return (
         fps,
         max(16, round(s.width * scale / 16) * 16),
@@ -247,7 +244,7 @@ def produce(
     lap("prompt")
     timings["prompt"] = round(prepared.seconds, 4)
 
-    base_fps, base_width, base_height = base_format(settings)
+    base_fps, base_width, base_height = base_format(settings, getattr(pipe, "base", None))
     base = pipe(expanded, seed=settings.seed, seconds=settings.seconds, fps=base_fps, width=base_width,
                 height=base_height, negative_prompt=negative, callback=callback, **generate)  # fmt: skip
     lap("generate")
