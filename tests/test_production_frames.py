@@ -14,6 +14,7 @@ from kinema.production.interpolate import (
 )
 from kinema.production.policy import ColourSignature, SafetyPolicy
 from kinema.production.safety import (
+    BlankClipClassifier,
     FlashClipClassifier,
     HeuristicFrameClassifier,
     SafetyError,
@@ -118,7 +119,11 @@ def test_heuristic_frame_classifier(moving):
     policy = SafetyPolicy(colour_signatures=(ColourSignature("navy", (18, 26, 72), 4, 0.5),))
     heuristic = HeuristicFrameClassifier(SafetyPolicy())
     assert heuristic(frames[0]) is None
-    assert "near-uniform" in heuristic(np.full((64, 64, 3), 7, np.uint8))
+    assert heuristic(np.full((64, 64, 3), 7, np.uint8)) is None  # one blank frame is no flag
+    blank = BlankClipClassifier(SafetyPolicy())
+    still = np.full((5, 64, 64, 3), 7, np.uint8)
+    assert "every frame is near-uniform" in blank(still, 8)[1]
+    assert blank(np.concatenate([still, frames]), 8) is None  # a clip that fades in is fine
     assert "colour signature 'navy' covers" in HeuristicFrameClassifier(policy)(frames[0])
     frame_checks, clip_checks = classifiers_for(SafetyPolicy(frame_classifiers=("none",)))
     assert (

@@ -126,7 +126,8 @@ def test_remix_reuses_settings_with_a_new_prompt(server, finished):
     assert remix.remixed_from_video_id == finished.id and remix.id != finished.id
     assert remix.model_extra["seed"] == 5 and remix.model_extra["num_frames"] == 9
     done = within(120, videos.poll, remix.id, poll_interval_ms=100)
-    assert done.status == "completed" and done.prompt.startswith("a blue square")
+    assert done.status == "completed", done.error
+    assert done.prompt.startswith("a blue square")
     with pytest.raises(openai.NotFoundError):
         videos.remix("video_" + "0" * 32, prompt="anything")
 
@@ -463,6 +464,7 @@ def test_serve_restarts_a_killed_worker_and_the_job_completes(server):
     assert len(children) == 1  # the one worker
     os.kill(int(children[0]), signal.SIGKILL)
     done = within(120, videos.poll, video.id, poll_interval_ms=200)
-    assert done.status == "completed" and done.model_extra["telemetry"]["attempts"] == 2
+    assert done.status == "completed", done.error
+    assert done.model_extra["telemetry"]["attempts"] == 2
     assert "restarting" in server.log.read_text()
     assert Path(f"/proc/{pid}/task/{pid}/children").read_text().split() != children

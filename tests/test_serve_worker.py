@@ -216,3 +216,22 @@ def test_served_clips_are_safety_checked_watermarked_and_signed(tmp_path, pipe):
     unmarked = verify(Storage(tmp_path).path(plain.id, store.get(plain.id).output, "video"))
     assert not unmarked.watermark.found and not unmarked.provenance.found
     store.close()
+
+
+def test_a_larger_faster_request_is_generated_at_the_base_format_then_upsampled(tmp_path, pipe):
+    from kinema.serve.config import Defaults, Limits
+    from kinema.serve.validation import ModelInfo, job_spec
+
+    spec = job_spec({"prompt": PROMPT, "size": "128x128", "seconds": "1", "fps": 16, "steps": 10},
+                    ModelInfo.read("kinema-tiny"), Limits(), Defaults())  # fmt: skip
+    assert spec.params["num_frames"] == 17  # 9 frames at 8 fps, interpolated to 16 fps
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}", lease_seconds=5.0)
+    job = store.create("alice", "kinema-tiny", PROMPT, spec.params)
+    Worker(store, tmp_path, pipeline=pipe).run(max_jobs=1)
+    done = store.get(job.id)
+    assert done.status == COMPLETED, done.error_message
+    frames, fps, meta = read_video(Storage(tmp_path).path(job.id, done.output, "video"))
+    assert frames.shape == (17, 128, 128, 3) and fps == 16
+    assert (meta["base_width"], float(meta["base_fps"])) == ("64", 8.0)
+    assert {"interpolate", "upscale", "safety", "watermark"} <= set(done.telemetry["stages"])
+    store.close()

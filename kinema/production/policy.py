@@ -9,7 +9,7 @@ A policy is a frozen dataclass, built in (`DEFAULT_POLICY`) or read from a YAML 
     allow: [water gun]          # phrases taken out of the prompt before matching
     prompt_classifiers: [keywords]
     frame_classifiers: [heuristic]
-    clip_classifiers: [flashes]
+    clip_classifiers: [flashes, blank]
     colour_signatures:          # for the heuristic frame classifier
       - {name: brand red, rgb: [230, 40, 40], tolerance: 12, max_fraction: 0.5}
 
@@ -74,9 +74,9 @@ class SafetyPolicy:
     allow: tuple[str, ...] = ()
     prompt_classifiers: tuple[str, ...] = ("keywords",)
     frame_classifiers: tuple[str, ...] = ("heuristic",)
-    clip_classifiers: tuple[str, ...] = ("flashes",)
+    clip_classifiers: tuple[str, ...] = ("flashes", "blank")
     colour_signatures: tuple[ColourSignature, ...] = ()
-    uniform_std: float = 0.75  # a frame whose channels all vary less than this is blank/corrupt
+    uniform_std: float = 0.75  # a clip whose frames' channels all vary less is blank/corrupt
 
 
 DEFAULT_POLICY = SafetyPolicy()
@@ -148,7 +148,9 @@ def _from_dict(data: dict, default_name: str) -> SafetyPolicy:
             data.get("prompt_classifiers", ["keywords"]), "prompt_classifiers"
         ),
         frame_classifiers=_words(data.get("frame_classifiers", ["heuristic"]), "frame_classifiers"),
-        clip_classifiers=_words(data.get("clip_classifiers", ["flashes"]), "clip_classifiers"),
+        clip_classifiers=_words(
+            data.get("clip_classifiers", ["flashes", "blank"]), "clip_classifiers"
+        ),
         colour_signatures=tuple(signatures),
         uniform_std=float(data.get("uniform_std", 0.75)),
     )

@@ -34,7 +34,12 @@ from kinema.production.expand import (
     Expander,
     ShapesExpander,
 )
-from kinema.production.interpolate import Interpolator, make_interpolator, retime
+from kinema.production.interpolate import (
+    Interpolator,
+    make_interpolator,
+    retime,
+    retime_positions,
+)
 from kinema.production.policy import (
     DEFAULT_POLICY,
     PromptClassifier,
@@ -144,6 +149,15 @@ def base_format(s: ProductionSettings, base: BaseFormat | None = None) -> tuple[
         max(16, round(s.width * scale / 16) * 16),
         max(16, round(s.height * scale / 16) * 16),
     )
+
+
+def output_frames(s: ProductionSettings, base: BaseFormat | None = None) -> int:
+    """How many frames `produce` makes for these settings from a model with this base format."""
+    base_fps = base_format(s, base)[0]
+    made = 1 + 4 * round(s.seconds * base_fps / 4)  # as the model makes them (1 + 4k)
+    if made == 1 or base_fps == s.fps:
+        return made
+    return len(retime_positions(made, base_fps, s.fps))
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,11 @@ or None, reason) or None. `check_output` runs them all, on every frame, and rais
 
 The built-in ones are honest heuristics, not content classifiers: they do not know what is in a
 picture.
-- "heuristic" (frame): flags a frame that is near-uniform (every channel's standard deviation
-  below the policy's `uniform_std`: blank or corrupt output) or in which a colour signature of
-  the policy covers more than its `max_fraction` of the pixels.
+- "heuristic" (frame): flags a frame in which a colour signature of the policy covers more than
+  its `max_fraction` of the pixels.
+- "blank" (clip): flags a clip whose every frame is near-uniform (every channel's standard
+  deviation below the policy's `uniform_std`): blank or corrupt output. One uniform frame is no
+  flag: an object that leaves a plain background, or a fade to black, makes one.
 - "flashes" (clip): a simplified WCAG 2.3.1 general-flash test for photosensitive viewers: the
   relative luminance of the whole frame and of each quadrant is followed, a transition is a swing
   of at least 0.1 whose darker end is below 0.8, and more than 3 flashes (6 transitions) within
@@ -68,8 +70,30 @@ class SafetyReport:
                 "clip_classifiers": list(self.clip_classifiers), "flagged": None}  # fmt: skip
 
 
+def _largest_channel_std(frame: np.ndarray) -> float:
+    return float(cv2.meanStdDev(np.ascontiguousarray(frame))[1].max())
+
+
+class BlankClipClassifier:
+    """A clip of near-uniform frames only (see the module doc)."""
+
+    name = "blank"
+
+    def __init__(self, policy: SafetyPolicy = DEFAULT_POLICY):
+        self.policy = policy
+
+    def __call__(self, frames: np.ndarray, fps: float) -> tuple[int | None, str] | None:
+        most = 0.0
+        for frame in frames:
+            most = max(most, _largest_channel_std(frame))
+            if most >= self.policy.uniform_std:
+                return None
+        return None, (f"every frame is near-uniform (largest channel std at most {most:.2f}): "
+                      "blank or corrupt output")  # fmt: skip
+
+
 class HeuristicFrameClassifier:
-    """Near-uniform frames and colour signatures (see the module doc)."""
+    """Colour signatures (see the module doc)."""
 
     name = "heuristic"
 
@@ -77,9 +101,6 @@ class HeuristicFrameClassifier:
         self.policy = policy
 
     def __call__(self, frame: np.ndarray) -> str | None:
-        std = float(cv2.meanStdDev(np.ascontiguousarray(frame))[1].max())
-        if std < self.policy.uniform_std:
-            return f"near-uniform frame (largest channel std {std:.2f}): blank or corrupt output"
         for sig in self.policy.colour_signatures:
             close = np.all(
                 np.abs(frame.astype(np.int16) - np.array(sig.rgb)) <= sig.tolerance, axis=-1
@@ -170,6 +191,7 @@ FRAME_CLASSIFIERS: dict[str, Callable[[SafetyPolicy], FrameClassifier]] = {
 }
 CLIP_CLASSIFIERS: dict[str, Callable[[SafetyPolicy], ClipClassifier]] = {
     "flashes": lambda policy: FlashClipClassifier(),
+    "blank": BlankClipClassifier,
     "none": NoFrameCheck,
 }
 

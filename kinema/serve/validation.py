@@ -24,7 +24,7 @@ from safetensors import safe_open
 from kinema.backends.diffusers_pipeline import is_diffusers_model, pipeline_format
 from kinema.convert.folders import model_layout
 from kinema.dit.transformer import DiTConfig
-from kinema.models import resolve_model, sampler_defaults
+from kinema.models import BaseFormat, base_format, resolve_model, sampler_defaults
 from kinema.pipeline.conditioning import FIT_MODES
 from kinema.pipeline.text_to_video import (
     GenerationError,
@@ -33,6 +33,8 @@ from kinema.pipeline.text_to_video import (
     check_settings,
 )
 from kinema.production.policy import PromptRefused, check_prompt_safety
+from kinema.production.produce import ProductionSettings, output_frames
+from kinema.production.produce import base_format as production_base
 from kinema.sampling.solvers import SOLVERS
 from kinema.serve.config import Defaults, Limits
 from kinema.serve.errors import ApiError
@@ -65,6 +67,7 @@ class ModelInfo:
     vae: SimpleNamespace  # .cfg: VAEConfig
     dit: SimpleNamespace  # .cfg: DiTConfig
     sampler_defaults: dict = field(default_factory=dict)  # the model folder's (kinema.models)
+    base: BaseFormat = field(default_factory=BaseFormat)  # where the production pipeline generates
 
     def default(self, key: str, server: float | None):
         """A sampler setting a request left out: the server's if set, else the model's, else
@@ -90,14 +93,15 @@ class ModelInfo:
             patch = tuple(json.loads(config.read_text()).get("patch_size", (1, 2, 2)))
             vae = SimpleNamespace(spatial_factor=8, temporal_factor=4)
             dit = DiTConfig(patch=patch)
-            return cls(model, SimpleNamespace(cfg=vae), SimpleNamespace(cfg=dit), defaults)
+            return cls(model, SimpleNamespace(cfg=vae), SimpleNamespace(cfg=dit), defaults,
+                       base_format(folder))  # fmt: skip
         configs = {}
         for part in ("vae", "dit"):
             with safe_open(str(folder / f"{part}.safetensors"), "pt") as f:
                 configs[part] = json.loads((f.metadata() or {})["config"])
         vae = VAEConfig(**{**configs["vae"], "channels": tuple(configs["vae"]["channels"])})
         dit = SimpleNamespace(cfg=DiTConfig(**configs["dit"]))
-        return cls(model, SimpleNamespace(cfg=vae), dit, defaults)
+        return cls(model, SimpleNamespace(cfg=vae), dit, defaults, base_format(folder))
 
     @property
     def has_motion(self) -> bool:
@@ -367,13 +371,22 @@ def job_spec(
             "guidance": info.default("guidance", defaults.guidance), "negative_prompt": "",
             "seed": secrets.randbelow(2**31), "solver": "euler"}  # fmt: skip
     sampler = _sampler(body, base, limits)
+    # the model makes the clip at its base format; the worker's production stages take it to
+    # the asked fps and size (kinema/production): check what the model will be asked for
+    target = ProductionSettings(fps=fps, width=width, height=height, seconds=seconds)
+    try:
+        target.check()
+    except GenerationError as e:
+        raise ApiError(400, str(e), param="size", code="invalid_value") from None
+    base_fps, base_width, base_height = production_base(target, info.base)
     settings = GenerationSettings.from_seconds(
-        seconds, fps, width=width, height=height, motion=motion, **sampler
+        seconds, base_fps, width=base_width, height=base_height, motion=motion, **sampler
     )
     _check_settings(settings, info)
     reference, inputs = _input_reference(body, upload, limits)  # last: it decodes the image
     params = {
-        "width": width, "height": height, "num_frames": settings.num_frames, "fps": fps,
+        "width": width, "height": height, "num_frames": output_frames(target, info.base),
+        "fps": fps,
         **sampler, "seconds": seconds_text, "motion": motion, "input_reference": reference,
     }  # fmt: skip
     return JobSpec(prompt, info.name, params, inputs)

@@ -7,9 +7,11 @@ own token and the completion is a compare-and-set on that token (see jobs.py), s
 exactly once however many workers died or stalled on it. On shutdown (SIGTERM, SIGINT) a running
 job is handed back to the queue rather than left to wait for its lease to run out.
 
-Served clips get the production pipeline's marks (kinema/production): every frame and the clip go
-through the safety checks (a flagged clip fails the job and nothing is stored), the invisible
-watermark carries the job id, and the MP4 is signed with a C2PA manifest.
+Served clips go through the production pipeline (kinema/production): the model generates at its
+base format and learned interpolation and upscaling take the clip to the asked fps and size;
+every frame and the clip go through the safety checks (a flagged clip fails the job and nothing
+is stored), the invisible watermark carries the job id, and the MP4 is signed with a C2PA
+manifest. An extension continues the source clip as it is, then gets the same checks and marks.
 
 Run it as `kinema worker` (on this machine or any other that reaches the database and the data
 directory), or let `kinema serve --workers N` start and supervise N of them.
@@ -31,7 +33,7 @@ from kinema.io.images import ImageError
 from kinema.io.video import VideoError
 from kinema.pipeline.conditioning import ConditioningError
 from kinema.pipeline.text_to_video import GenerationError
-from kinema.production.produce import Stages, mark_output
+from kinema.production.produce import ProductionSettings, Stages, mark_output, produce
 from kinema.production.safety import SafetyError
 from kinema.serve.jobs import Claim, Job, JobStore
 from kinema.serve.outputs import quality_report, write_outputs
@@ -173,7 +175,8 @@ class Worker:
             video = self.generate(job, on_step)
             stages = dict(video.metadata.get("timings", {}))
             beat.check()
-            video = self.mark(job, video, stages)
+            if video.metadata.get("mode") == "extension":  # produce() marked the others
+                video = self.mark(job, video, stages)
             t0 = time.perf_counter()
             folder = self.storage.attempt_dir(job.id, claim.token, create=True)
             write_outputs(video, folder, self.c2pa)
@@ -228,8 +231,14 @@ class Worker:
         if reference:
             image = dict(image=self.storage.input_path(job.id, reference["file"]),
                          fit=reference["fit"], image_noise=reference["image_noise"])  # fmt: skip
-        return self.pipe(job.prompt, num_frames=p["num_frames"], fps=p["fps"], width=p["width"],
-                         height=p["height"], **image, **common)  # fmt: skip
+        # the production pipeline: the model's base format, then interpolation and upscaling
+        # to the asked fps and size, safety on every frame, the watermark (the job id)
+        settings = ProductionSettings(
+            fps=p["fps"], width=p["width"], height=p["height"], seed=common.pop("seed"),
+            seconds=(p["num_frames"] - 1) / p["fps"], negative_prompt=common.pop("negative_prompt"),
+            expand=False, watermark=self.watermark, generation_id=job.id.removeprefix("video_"),
+        )  # fmt: skip
+        return produce(self.pipe, job.prompt, settings, self.stages, **image, **common)
 
     def mark(self, job: Job, video, timings: dict):
         """Safety on every frame and the clip, then the watermark with the job id."""
