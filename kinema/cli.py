@@ -303,13 +303,19 @@ def plan(
     text_tokens: Annotated[int, typer.Option(help="prompt length in tokens")] = 16,
     gpu_tflops: Annotated[float, typer.Option(help="GPU peak (989: H100 bf16 dense)")] = 989.0,
     gpu_utilisation: Annotated[float, typer.Option(help="fraction of the peak reached")] = 0.4,
-    calibrate: Annotated[bool, typer.Option(help="time short runs for the estimate here")] = True,
+    calibrate: Annotated[
+        bool | None,
+        typer.Option(help="time short runs for the estimate here [default: kinema's own models]"),
+    ] = None,
 ) -> None:
     """What a generation costs before you run it: tokens, FLOPs, memory and time."""
+    from types import SimpleNamespace
+
     import torch
 
     from kinema.api import load
-    from kinema.models import load_dit, load_vae, resolve_model
+    from kinema.convert.folders import model_layout, wan_configs
+    from kinema.models import load_dit, load_vae, resolve_model, sampler_defaults
     from kinema.pipeline import plan as cost
     from kinema.pipeline.long_clip import DEFAULT_WINDOW_FRAMES, MAX_SINGLE_WINDOW_FRAMES
     from kinema.pipeline.text_to_video import GenerationSettings, check_settings, sampler_overrides
@@ -322,9 +328,19 @@ def plan(
     if model.startswith("diffusers:"):
         raise UsageError("kinema plan costs kinema's own models; a diffusers pipeline has no plan")
     folder = resolve_model(model)
-    dit, vae = load_dit(folder / "dit.safetensors"), load_vae(folder / "vae.safetensors")
+    pipe = None
+    if model_layout(folder) in ("diffusers", "wan"):  # Wan2.1: configs and headers only
+        dit_cfg, vae_cfg, text_bytes = wan_configs(folder)
+        dit, vae = SimpleNamespace(cfg=dit_cfg), SimpleNamespace(cfg=vae_cfg)
+        calibrate = bool(calibrate)  # only when asked: it loads the whole model
+    else:
+        dit, vae = load_dit(folder / "dit.safetensors"), load_vae(folder / "vae.safetensors")
+        pipe = load(model)
+        text_bytes = cost.parameter_bytes(pipe.t2v.text_encoder.model)
+        calibrate = calibrate is not False
+    sampler = {**sampler_defaults(folder), **sampler_overrides(steps, guidance, solver)}
     s = GenerationSettings.from_seconds(seconds, fps, width=width, height=height,
-                                        **sampler_overrides(steps, guidance, solver))  # fmt: skip
+                                        **{k: v for k, v in sampler.items() if k != "shift"})  # fmt: skip
     check_settings(s, vae, dit)
     window = None
     if chained is not None:
@@ -337,13 +353,11 @@ def plan(
             raise UsageError(
                 f"--chained {chained:g} s ({window} frames at {fps:g} fps): {e}"
             ) from None
-    pipe = load(model)
-    text_bytes = cost.parameter_bytes(pipe.t2v.text_encoder.model)
     plans = {"one sequence": cost.plan_cost(dit.cfg, vae.cfg, s, text_tokens, None, text_bytes)}
     if window is not None:
         chain = cost.plan_cost(dit.cfg, vae.cfg, s, text_tokens, window, text_bytes)
         plans[f"chain of {len(chain.windows)} windows"] = chain
-    cal = cost.calibrate(pipe.t2v) if calibrate else None
+    cal = cost.calibrate((pipe or load(model)).t2v) if calibrate else None
     f, b = cost.format_flops, cost.format_bytes
     table = Table("", *plans, title=f"{s.num_frames} frames ({(s.num_frames - 1) / fps:g} s at "
                   f"{fps:g} fps) {width}x{height}, {model}, {s.steps} {s.solver} steps")  # fmt: skip

@@ -284,3 +284,20 @@ def test_the_server_checks_requests_against_a_wan_folder(diffusers_folder):
     assert job_spec({"prompt": PROMPT, "steps": 3}, info, Limits(), Defaults()).params["steps"] == 3
     with pytest.raises(ApiError, match="multiple of 16"):
         job_spec({"prompt": PROMPT, "size": "40x48"}, info, Limits(), Defaults())
+
+
+def test_plan_costs_a_wan_folder_without_loading_it(diffusers_folder, tmp_path):
+    from cli_helpers import run_kinema
+
+    folder, _ = diffusers_folder
+    for layout in (folder, tmp_path / "original"):
+        if layout != folder:
+            write_original_layout(layout, folder)
+        planned = run_kinema("plan", "--model", str(layout), "--size", "32x48", "--seconds", "1",
+                             "--fps", "16", cwd=tmp_path)  # fmt: skip
+        assert planned.returncode == 0, planned.stderr[-1500:]
+        text = " ".join(planned.stdout.split())  # the table's title wraps
+        assert "17 frames" in text and "50 euler steps" in text  # Wan's recommended steps
+        assert "transformer FLOPs per forward" in text
+    bad = run_kinema("plan", "--model", str(folder), "--size", "40x48", cwd=tmp_path)
+    assert bad.returncode == 2 and "multiple of 16" in bad.stderr

@@ -33,9 +33,9 @@ from kinema.convert.wan import (
     vae_config_from_state,
     vae_key_to_diffusers,
 )
-from kinema.dit.transformer import DiT
+from kinema.dit.transformer import DiT, DiTConfig
 from kinema.text.encoder import TextEncoder
-from kinema.vae.wan_vae import WanVAE
+from kinema.vae.wan_vae import WanVAE, WanVAEConfig
 
 WAN_PIPELINES = ("WanPipeline", "WanImageToVideoPipeline")
 WAN_VAE_FILE = "Wan2.1_VAE.pth"
@@ -99,6 +99,42 @@ def _check_diffusers(folder: Path) -> None:
     name = _read_json(folder / "model_index.json").get("_class_name")
     if name not in WAN_PIPELINES:
         raise CheckpointError(f"{folder} holds a diffusers {name!r}; kinema reads {WAN_PIPELINES}")
+
+
+def _header_shapes(files: list[Path], where: Path) -> dict[str, torch.Tensor]:
+    """The tensors of safetensors files as empty meta tensors of their shapes (headers only)."""
+    from safetensors import safe_open
+
+    if not files:
+        raise CheckpointError(f"{where} has no diffusion_pytorch_model*.safetensors")
+    shapes: dict[str, torch.Tensor] = {}
+    for f in files:
+        with safe_open(str(f), "pt") as opened:
+            for key in opened.keys():  # noqa: SIM118 (safe_open is not iterable)
+                shape = opened.get_slice(key).get_shape()
+                shapes[key] = torch.empty(shape, device="meta")
+    return shapes
+
+
+def wan_configs(folder: str | Path) -> tuple[DiTConfig, WanVAEConfig, int]:
+    """(transformer config, VAE config, text encoder bytes) of a Wan2.1 folder, reading configs
+    and weight headers only (`kinema plan` costs a 14B model without loading it). The text
+    encoder's bytes are its files' (kinema keeps it in its file's dtype)."""
+    folder = Path(folder)
+    layout = model_layout(folder)
+    if layout == "diffusers":
+        _check_diffusers(folder)
+        dit = dit_config_from_diffusers(_read_json(folder / "transformer" / "config.json"))
+        vae = vae_config_from_diffusers(_read_json(folder / "vae" / "config.json"))
+        text = sum(f.stat().st_size for f in (folder / "text_encoder").glob("*.safetensors"))
+    elif layout == "wan":
+        shapes = strip_prefix(_header_shapes(_shards(folder), folder))
+        dit = dit_config_from_wan(_read_json(folder / "config.json"), shapes)
+        vae = vae_config_from_state(_read_pth(folder / WAN_VAE_FILE))
+        text = (folder / WAN_T5_FILE).stat().st_size if (folder / WAN_T5_FILE).is_file() else 0
+    else:
+        raise CheckpointError(f"{folder} is not a Wan2.1 folder (diffusers or original layout)")
+    return dit, vae, text
 
 
 def load_wan_dit(folder: str | Path) -> DiT:
