@@ -57,6 +57,13 @@ def _soften(frames: np.ndarray, rng: np.random.Generator, prob: float) -> np.nda
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
+def _sample_batches(sample, batch_size: int, rng: np.random.Generator) -> Iterator[list]:
+    """Endless batches of sample(rng, width, height), one frame size (SIZES) per batch."""
+    while True:
+        width, height = SIZES[rng.choice(len(SIZES), p=SIZE_WEIGHTS)]
+        yield [sample(rng, width, height) for _ in range(batch_size)]
+
+
 class InterpTask:
     name = "interp"
 
@@ -82,9 +89,7 @@ class InterpTask:
 
     def batches(self, info: DistInfo, seed: int) -> Iterator:
         rng = np.random.default_rng([seed, info.rank, 1])
-        while True:
-            width, height = SIZES[rng.choice(len(SIZES), p=SIZE_WEIGHTS)]
-            samples = [self.sample(rng, width, height) for _ in range(self.batch_size)]
+        for samples in _sample_batches(self.sample, self.batch_size, rng):
             frames = _to_tensor(np.stack([f for f, _ in samples])).to(info.device)
             t = torch.tensor([t for _, t in samples], dtype=torch.float32, device=info.device)
             yield frames[:, 0], frames[:, 2], frames[:, 1], t
@@ -146,9 +151,7 @@ class SRTask:
 
     def batches(self, info: DistInfo, seed: int) -> Iterator:
         rng = np.random.default_rng([seed, info.rank, 2])
-        while True:
-            width, height = SIZES[rng.choice(len(SIZES), p=SIZE_WEIGHTS)]
-            samples = [self.sample(rng, width, height) for _ in range(self.batch_size)]
+        for samples in _sample_batches(self.sample, self.batch_size, rng):
             low = _to_tensor(np.stack([lo for lo, _ in samples])).to(info.device)
             high = _to_tensor(np.stack([hi for _, hi in samples])).to(info.device)
             yield low, high
