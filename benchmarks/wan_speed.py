@@ -26,9 +26,9 @@ import argparse
 import json
 import os
 import platform
-import time
 
 import torch
+from generate_speed import matmul_flops_per_s  # benchmarks/: the same peer measurement
 
 from kinema.convert.wan import (
     dit_config_from_diffusers,
@@ -61,16 +61,6 @@ def peak_bytes(fn) -> int:
     with torch.inference_mode(), LiveBytes() as live:
         fn()
     return live.peak
-
-
-def matmul_flops_per_s(m: int, k: int, n: int, seconds: float = 1.0) -> float:
-    a, b = torch.randn(m, k), torch.randn(k, n)
-    a @ b
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        count += 1
-    return 2 * m * k * n * count / (time.perf_counter() - start)
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -315,7 +315,7 @@ def plan(
 
     from kinema.api import load
     from kinema.convert.folders import model_layout, wan_configs
-    from kinema.models import load_dit, load_vae, resolve_model, sampler_defaults
+    from kinema.models import resolve_model, sampler_defaults
     from kinema.pipeline import plan as cost
     from kinema.pipeline.long_clip import DEFAULT_WINDOW_FRAMES, MAX_SINGLE_WINDOW_FRAMES
     from kinema.pipeline.text_to_video import GenerationSettings, check_settings, sampler_overrides
@@ -334,8 +334,8 @@ def plan(
         dit, vae = SimpleNamespace(cfg=dit_cfg), SimpleNamespace(cfg=vae_cfg)
         calibrate = bool(calibrate)  # only when asked: it loads the whole model
     else:
-        dit, vae = load_dit(folder / "dit.safetensors"), load_vae(folder / "vae.safetensors")
         pipe = load(model)
+        dit, vae = pipe.t2v.dit, pipe.t2v.vae
         text_bytes = cost.parameter_bytes(pipe.t2v.text_encoder.model)
         calibrate = calibrate is not False
     sampler = {**sampler_defaults(folder), **sampler_overrides(steps, guidance, solver)}

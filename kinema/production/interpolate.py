@@ -173,7 +173,8 @@ class FlowInterpolator:
         return out
 
 
-INTERPOLATORS = {"learned": None, "flow": FlowInterpolator, "blend": BlendInterpolator}
+CLASSICAL = {"flow": FlowInterpolator, "blend": BlendInterpolator}
+INTERPOLATORS = ("learned", *CLASSICAL)
 
 
 def make_interpolator(name: str = "learned") -> Interpolator:
@@ -185,8 +186,8 @@ def make_interpolator(name: str = "learned") -> Interpolator:
     if name == "learned":
         shipped = interp_net.SHIPPED.is_file()
         return interp_net.LearnedInterpolator() if shipped else FlowInterpolator()
-    if name in INTERPOLATORS:
-        return INTERPOLATORS[name]()
+    if name in CLASSICAL:
+        return CLASSICAL[name]()
     if name.endswith(".safetensors"):
         return interp_net.LearnedInterpolator(name)
     raise ValueError(

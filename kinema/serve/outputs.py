@@ -10,7 +10,6 @@ Each file is written to a temporary name and renamed into place.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 from pathlib import Path
 
@@ -38,22 +37,14 @@ def write_outputs(video: Video, folder: Path, c2pa: bool = True) -> None:
     write_atomic(folder / VARIANTS["spritesheet"][0], _encode_image(sheet, "JPEG", quality=90))
 
 
-def quality_report(frames: np.ndarray, prompt: str, fps: float) -> dict[str, float]:
-    """Reference-free metrics (flicker, warping error, motion) of every clip of two frames or
-    more, and prompt adherence (ShapesBench's scores) when the prompt describes a Shapes-world
-    scene; an empty report for a single frame."""
-    from kinema.eval.shapesbench import score_clip
-    from kinema.eval.video_metrics import video_quality
-    from kinema.world.spec import WorldError
-
-    if len(frames) < 2:
-        return {}
-    report = {k: float(v) for k, v in dataclasses.asdict(video_quality(frames)).items()}
-    try:
-        adherence = score_clip(frames, prompt, fps)
-    except WorldError:  # not a scene the world's parser knows: no adherence to measure
-        return report
+def quality_report(report: dict) -> dict[str, float]:
+    """The API's flat form of a clip's production quality report
+    (kinema.production.report.quality_report): the output's reference-free metrics (flicker,
+    warping error, motion), and adherence_<dimension> (ShapesBench's scores) when the prompt
+    describes a Shapes-world scene; empty for a single frame."""
+    metrics = {k: float(v) for k, v in report.items() if k not in ("adherence", "adherence_of")}
+    adherence = report.get("adherence") or {}
     return {
-        **{f"adherence_{k}": float(v) for k, v in adherence.items() if k not in report},
-        **report,
+        **{f"adherence_{k}": float(v) for k, v in adherence.items() if k not in metrics},
+        **metrics,
     }

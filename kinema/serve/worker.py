@@ -182,9 +182,7 @@ class Worker:
             write_outputs(video, folder, self.c2pa)
             stages["export"] = time.perf_counter() - t0
             beat.progress = _EXPORTED
-            t0 = time.perf_counter()
-            quality = quality_report(video.frames, job.prompt, video.fps)
-            stages["quality"] = time.perf_counter() - t0
+            quality = quality_report(video.metadata.get("quality") or {})  # produce()'s or mark()'s
             beat.check()
             beat.finish()
             if self.store.complete(claim, stages, quality, self.cost_per_hour):
@@ -241,8 +239,10 @@ class Worker:
         return produce(self.pipe, job.prompt, settings, self.stages, **image, **common)
 
     def mark(self, job: Job, video, timings: dict):
-        """Safety on every frame and the clip, then the watermark with the job id."""
+        """Safety on every frame and the clip, the watermark with the job id, and the quality
+        report: what produce() does after generating, for a clip it did not make."""
         from kinema.api import Video
+        from kinema.production.report import quality_report as production_quality
 
         clock = time.perf_counter()
 
@@ -254,8 +254,11 @@ class Worker:
         generation_id = job.id.removeprefix("video_")  # the hex digits the watermark carries
         frames, marks = mark_output(video.frames, video.fps, generation_id, self.frame_checks,
                                     self.clip_checks, self.watermark, lap)  # fmt: skip
+        quality = production_quality(frames, video.fps, job.prompt)
+        lap("quality")
         notes = video.metadata.get("notes", []) + marks.pop("notes")
-        return Video(frames, video.fps, {**video.metadata, **marks, "notes": notes})
+        meta = {**video.metadata, **marks, "quality": quality, "notes": notes}
+        return Video(frames, video.fps, meta)
 
     def _fail(self, claim: Claim, beat: _Heartbeat, code: str, message: str) -> str:
         beat.finish()
