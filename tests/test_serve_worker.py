@@ -222,7 +222,8 @@ def test_a_larger_faster_request_is_generated_at_the_base_format_then_upsampled(
     from kinema.serve.config import Defaults, Limits
     from kinema.serve.validation import ModelInfo, job_spec
 
-    spec = job_spec({"prompt": PROMPT, "size": "128x128", "seconds": "1", "fps": 16, "steps": 10},
+    spec = job_spec({"prompt": PROMPT, "size": "128x128", "seconds": "1", "fps": 16, "steps": 10,
+                     "seed": 1},
                     ModelInfo.read("kinema-tiny"), Limits(), Defaults())  # fmt: skip
     assert spec.params["num_frames"] == 17  # 9 frames at 8 fps, interpolated to 16 fps
     store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}", lease_seconds=5.0)
