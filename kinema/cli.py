@@ -842,6 +842,22 @@ def train_dit(
             help="motion-strength and fps inputs (added to --init weights that lack them)"
         ),
     ] = True,
+    pooled_text: Annotated[
+        bool,
+        typer.Option(
+            help="the mean text state as a clip-wide input next to the timestep (added to --init "
+            "weights that lack it)"
+        ),
+    ] = True,
+    pairs: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="share of samples trained as direction pairs: a scene and its mirror image "
+            "with the same noise, told apart only by the caption's direction words",
+        ),
+    ] = 0.5,
 ) -> None:
     """Train the diffusion transformer on VAE latents of world clips. Writes dit.safetensors."""
     from kinema.dit.transformer import DiTConfig
@@ -854,8 +870,12 @@ def train_dit(
     info = init_distributed()
     output.mkdir(parents=True, exist_ok=True)
     cfg = DiTConfig(dim=dim, ffn_dim=4 * dim, heads=heads, layers=layers, prediction=prediction,
-                    micro_conditioning=micro)  # fmt: skip
-    start = load_dit(init, add_micro_conditioning=micro) if init is not None else None
+                    micro_conditioning=micro, pooled_text=pooled_text)  # fmt: skip
+    start = (
+        load_dit(init, add_micro_conditioning=micro, add_pooled_text=pooled_text)
+        if init is not None
+        else None
+    )
     if start is not None:
         cfg = start.cfg
     cache = output if info.is_main else None  # one writer for the caption cache
@@ -868,6 +888,7 @@ def train_dit(
         cache_dir=cache,
         reuse=reuse,
         init=start,
+        pair_prob=pairs,
     )
     tcfg = TrainConfig(
         str(output), steps=steps, minutes=minutes, lr=lr, warmup=300, seed=seed, save_every=250

@@ -49,17 +49,23 @@ def load_vae(path: str | Path) -> CausalVAE:
     return load_into(CausalVAE(cfg), tensors, path).eval()
 
 
-def load_dit(path: str | Path, add_micro_conditioning: bool = False) -> DiT:
-    """add_micro_conditioning: give a checkpoint without them fresh (zero-output) motion and fps
-    inputs, to fine-tune them in."""
+def load_dit(
+    path: str | Path, add_micro_conditioning: bool = False, add_pooled_text: bool = False
+) -> DiT:
+    """add_micro_conditioning / add_pooled_text: give a checkpoint without them fresh
+    (zero-output) motion-and-fps or pooled-text inputs, to fine-tune them in."""
     tensors, config = read_weights(path, "kinema-dit")
+    may_lack: tuple[str, ...] = ()
     if add_micro_conditioning:
         config = {**config, "micro_conditioning": True}
+        may_lack += ("motion_embedding.", "fps_embedding.")
+    if add_pooled_text:
+        config = {**config, "pooled_text": True}
+        may_lack += ("pooled_text_embedding.",)
     try:
         cfg = DiTConfig(**config)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path} has a config this version cannot read: {e}") from None
-    may_lack = ("motion_embedding.", "fps_embedding.") if add_micro_conditioning else ()
     return load_into(DiT(cfg), tensors, path, may_lack).eval()
 
 

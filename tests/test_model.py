@@ -130,6 +130,32 @@ def test_dit_per_frame_time_and_text_matter(dit):
     assert torch.allclose(dit(x, t, ctx, mask), dit(x, t, ctx2, mask), atol=1e-5)
 
 
+def test_pooled_text_input_joins_trained_weights_without_changing_them(tmp_path, dit):
+    """load_dit(add_pooled_text=True) gives weights without it a zero-output pooled-text input:
+    the same function until fine-tuning moves it, and then the masked mean of the text matters."""
+    from kinema.models import load_dit
+
+    path = save_weights(tmp_path / "dit.safetensors", dit, "kinema-dit", dit.cfg)
+    pooled = load_dit(path, add_pooled_text=True)
+    assert pooled.cfg.pooled_text and not dit.cfg.pooled_text
+    x, t, ctx = torch.randn(2, 4, 3, 8, 8), torch.tensor([0.3, 0.7]), torch.randn(2, 5, 8)
+    mask = torch.tensor([[True, True, True, False, False]] * 2)
+    with torch.no_grad():
+        assert torch.allclose(pooled(x, t, ctx, mask), dit(x, t, ctx, mask), atol=1e-6)
+    loss = pooled(x, t, ctx, mask).square().mean()
+    loss.backward()
+    assert pooled.pooled_text_embedding[2].weight.grad.abs().max() > 0  # it will learn
+    randomize(pooled.pooled_text_embedding, seed=3)
+    with torch.no_grad():
+        moved = pooled(x, t, ctx, mask)
+        assert not torch.allclose(moved, dit(x, t, ctx, mask), atol=1e-4)
+        padded = ctx.clone()
+        padded[:, 3:] = 99.0  # masked-out tokens stay out of the mean
+        assert torch.allclose(pooled(x, t, padded, mask), moved, atol=1e-5)
+        # one TextContext per generation gives the same as the raw states
+        assert torch.allclose(pooled(x, t, pooled.prepare_context(ctx, mask)), moved, atol=1e-6)
+
+
 def test_rope_preserves_norm_and_encodes_relative_position():
     cos, sin = rope_tables(12, (6, 1, 1))
     q = torch.randn(1, 1, 1, 12).expand(1, 6, 1, 12)

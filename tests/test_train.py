@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 
+import torch
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -50,8 +52,8 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
 
 
 def test_dit_training_goes_on_from_given_weights(tmp_path):
-    """`train dit --init` starts from shipped weights (their config wins, plus the motion and fps inputs
-    when they lack it) and moves them."""
+    """`train dit --init` starts from shipped weights (their config wins, plus the motion, fps and
+    pooled-text inputs when they lack them) and moves them."""
     import dataclasses
 
     from kinema.models import MODELS, load_dit
@@ -68,12 +70,76 @@ def test_dit_training_goes_on_from_given_weights(tmp_path):
         load_dit(tmp_path / "run" / "dit.safetensors"),
     )
     # not the --dim 32 --layers 1 of the command line
-    assert after.cfg == dataclasses.replace(before.cfg, micro_conditioning=True)
+    assert after.cfg == dataclasses.replace(before.cfg, micro_conditioning=True, pooled_text=True)
     old, new = before.state_dict(), after.state_dict()
     diffs = [(new[k] - v).abs().max().item() for k, v in old.items()]
     assert 0 < max(diffs) < 0.05, max(diffs)
     assert (
         set(new) - set(old)
-        == {k for k in new if k.startswith(("motion_embedding.", "fps_embedding."))}
+        == {k for k in new if k.startswith(("motion_embedding.", "fps_embedding.", "pooled_text_"))}
         != set()
     )
+
+
+def word_encoder(texts: list[str]):
+    """A stand-in text encoder for data tests: one 8-d state per word, fixed by the word."""
+    rows = [
+        [torch.tensor([hash(w) % 97 / 97.0] * 8) for w in t.split()] or [torch.zeros(8)]
+        for t in texts
+    ]
+    length = max(len(r) for r in rows)
+    states, mask = (
+        torch.zeros(len(texts), length, 8),
+        torch.zeros(len(texts), length, dtype=torch.bool),
+    )
+    for i, r in enumerate(rows):
+        states[i, : len(r)], mask[i, : len(r)] = torch.stack(r), True
+    return states, mask  # fmt: skip
+
+
+def test_direction_pairs_are_mirrored_clips_with_the_same_noise_and_time():
+    from kinema.dit.transformer import DiTConfig
+    from kinema.train.distributed import DistInfo
+    from kinema.train.dit_task import DiTTask
+    from kinema.vae.causal_vae import CausalVAE, VAEConfig
+    from kinema.world.pairs import mirrored
+
+    vae = CausalVAE(VAEConfig(latent_channels=4, channels=(8, 16, 16), temporal_blocks=1))
+    cfg = DiTConfig(
+        in_channels=4, out_channels=4, dim=32, ffn_dim=64, heads=2, layers=1, text_dim=8
+    )
+    task = DiTTask(vae, word_encoder, cfg, batch_size=4, pool_size=40, pair_prob=1.0)  # fmt: skip
+    pool = task.pool
+    assert [m is not None for m in pool.mirror_states] == [
+        mirrored(s) is not None for s in pool.scenes
+    ]
+    assert any(m is None for m in pool.mirror_states) and any(
+        m is not None for m in pool.mirror_states
+    )
+    pairs = 0
+    stream = task.batches(DistInfo(), seed=0)
+    for _ in range(12):
+        batch = next(stream)
+        partner = batch.partner.tolist()
+        if batch.latents.shape[2] == 1:  # images come unpaired
+            assert partner == list(range(len(partner)))
+            continue
+        torch.manual_seed(0)
+        t, noise = task.draw_noise(batch)
+        for j, p in enumerate(partner):
+            assert p in (j, j - 1)
+            if p == j:
+                continue
+            pairs += 1
+            assert torch.equal(noise[j], noise[p])
+            free = ~(batch.known[j] | batch.known[p])
+            assert torch.equal(t[j][free], t[p][free])
+            assert not torch.equal(batch.latents[j], batch.latents[p])  # the mirrored clip
+        unpaired = [
+            j
+            for j, p in enumerate(partner)
+            if p == j and j + 1 < len(partner) and partner[j + 1] == j + 1
+        ]
+        for j in unpaired:  # fresh noise for samples that are not a pair
+            assert not torch.equal(noise[j], noise[j + 1])  # fmt: skip
+    assert pairs >= 4

@@ -16,9 +16,10 @@ from kinema.world import (
     place,
     random_scene,
     render,
+    vocab,
 )
 from kinema.world.dataset import Bucket, ShapesDataset
-from kinema.world.motion import scene_tracks
+from kinema.world.motion import margins, object_track, scene_tracks
 from kinema.world.render import frame_times
 
 
@@ -123,6 +124,41 @@ def test_every_generated_caption_parses_back_to_its_scene():
             assert parse_caption(text) == _unplaced(scene), text
             texts.add(text)
     assert len(texts) > 700  # paraphrases, not one template
+
+
+def test_direction_pairs_mirror_the_movers_and_swap_only_the_direction_words():
+    from kinema.world.pairs import OPPOSITE, caption_pair, mirrored
+
+    rng, words = np.random.default_rng(1), random.Random(1)
+    times = np.linspace(0.0, 2.0, 9)
+    pairs = 0
+    for _ in range(300):
+        scene = random_scene(rng)
+        text, mirror_text = caption_pair(scene, words)
+        mirror = mirrored(scene)
+        assert parse_caption(text) == _unplaced(scene), text
+        if mirror is None:
+            assert mirror_text is None
+            assert not any(o.motion in OPPOSITE for o in scene.objects)
+            continue
+        pairs += 1
+        assert parse_caption(mirror_text) == _unplaced(mirror), mirror_text
+        # the same sentence: every changed word is a direction word
+        changed = {(a, b) for a, b in zip(text.split(), mirror_text.split(), strict=True) if a != b}
+        assert changed and all(a.strip(",").removeprefix("left").removeprefix("right") in
+                               ("", "ward", "wards", "s") or a.startswith(("up", "down"))
+                               for a, _ in changed), changed  # fmt: skip
+        # and the mirrored objects cover the mirrored path (in the world; a camera pan stays)
+        for o, m in zip(scene.objects, mirror.objects, strict=True):
+            track, flipped = object_track(o, times, 64, 64), object_track(m, times, 64, 64)
+            axis = {"left": 0, "right": 0, "up": 1, "down": 1}.get(o.motion)
+            if axis is None:
+                assert m == o
+            else:
+                assert m.motion == OPPOSITE[o.motion]
+                lo, hi = margins(o, vocab.SIZES[o.size], 64, 64)[2 * axis : 2 * axis + 2]
+                np.testing.assert_allclose(flipped[:, axis], lo + hi - track[:, axis], atol=1e-9)
+    assert pairs > 100
 
 
 def test_canonical_caption_reads_plainly():

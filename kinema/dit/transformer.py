@@ -44,6 +44,10 @@ class DiTConfig:
     prediction: str = "v"  # what the network outputs: "v" (eps - x0) or "x0"
     # micro-conditioning (as in SVD) on motion strength 0..255 and frame rate; off for Wan
     micro_conditioning: bool = False
+    # pooled_text: the masked mean of the text states, embedded and added to the timestep
+    # embedding (as SD3's pooled vector), a direct path for clip-wide words such as a direction;
+    # off for Wan
+    pooled_text: bool = False
     # Wan conventions, off (None) for kinema's own models:
     # text_len: Wan zero-pads the text states to this many tokens (512) and cross-attends to
     # all of them, padding included, where kinema masks the padding out.
@@ -70,6 +74,7 @@ class TextContext:
     kv: list[tuple[torch.Tensor, torch.Tensor]]  # per block, (B, H, Lt, D) each
     key_bias: torch.Tensor | None  # (B, 1, 1, Lt): bool (attend) or float added to the scores
     image_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    pooled: torch.Tensor | None = None  # (B, dim): embedded pooled text (cfg.pooled_text)
 
 
 def wan_text_tokens(
@@ -122,6 +127,10 @@ class DiT(nn.Module):
             self.fps_embedding = nn.Sequential(
                 nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim)
             )
+        if cfg.pooled_text:
+            self.pooled_text_embedding = nn.Sequential(
+                nn.Linear(cfg.text_dim, dim), nn.SiLU(), nn.Linear(dim, dim)
+            )
         image = cfg.image_dim is not None
         if image:
             self.img_emb = ImageEmbedding(cfg.image_dim, dim, cfg.image_pos_len)
@@ -152,6 +161,10 @@ class DiT(nn.Module):
                 nn.init.normal_(seq[0].weight, std=0.02)
                 nn.init.zeros_(seq[2].weight)
                 nn.init.zeros_(seq[2].bias)
+        if self.cfg.pooled_text:  # zero output too: fine-tuning starts from the same function
+            nn.init.normal_(self.pooled_text_embedding[0].weight, std=0.02)
+            nn.init.zeros_(self.pooled_text_embedding[2].weight)
+            nn.init.zeros_(self.pooled_text_embedding[2].bias)
 
     def grid(self, latent_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         """Patch grid (F', H', W') for latents (F, H, W); raises if they do not divide."""
@@ -194,6 +207,16 @@ class DiT(nn.Module):
         """Text states (B, Lt, text_dim) and mask (B, Lt) bool -> the TextContext every forward
         of a generation shares (the text embedding and each block's keys and values, made once
         instead of once per step). image_context: (B, Li, image_dim) CLIP tokens, Wan I2V."""
+        pooled = None
+        if self.cfg.pooled_text:
+            weight = (
+                torch.ones(context.shape[:2], device=context.device)
+                if context_mask is None
+                else context_mask.to(context.device).float()
+            )
+            total = weight.sum(1, keepdim=True).clamp(min=1)
+            mean = (context.float() * weight[..., None]).sum(1) / total
+            pooled = self.pooled_text_embedding(mean.to(self.text_embedding[0].weight.dtype))
         if self.cfg.text_len is not None:
             context, key_bias = wan_text_tokens(context, context_mask, self.cfg.text_len)
             key_bias = key_bias.to(self.text_embedding[0].weight.dtype)
@@ -207,7 +230,7 @@ class DiT(nn.Module):
             image = self.img_emb(image_context.to(self.text_embedding[0].weight.dtype))
         kv = [block.cross_attn.project_kv(context, image) for block in self.blocks]
         image_kv = [i for _, i in kv] if image is not None else None
-        return TextContext([t for t, _ in kv], key_bias, image_kv)
+        return TextContext([t for t, _ in kv], key_bias, image_kv, pooled)
 
     def forward(
         self,
@@ -253,9 +276,11 @@ class DiT(nn.Module):
             )
             if micro is not None:
                 e = e + micro[:, None]
-        e0 = self.time_projection(e).unflatten(-1, (6, self.cfg.dim))  # (B, F', 6, dim)
         if not isinstance(context, TextContext):
             context = self.prepare_context(context, context_mask, image_context)
+        if context.pooled is not None:
+            e = e + context.pooled[:, None]
+        e0 = self.time_projection(e).unflatten(-1, (6, self.cfg.dim))  # (B, F', 6, dim)
         rope = rope_rotations(self.cfg.dim // self.cfg.heads, grid, x.device)
         image_kv = context.image_kv or [None] * len(self.blocks)
 

@@ -5,7 +5,8 @@ and costs more than a step of this model); every time a caption is used, its sce
 anew, so one caption stands for endlessly many clips. Each batch is one bucket (size, length),
 so the model learns images and clips of several lengths and aspect ratios with one set of
 weights. Some samples reveal latent frames (first, first+last, keyframes, a prefix) with t = 0:
-the one conditioning mechanism, trained from the start.
+the one conditioning mechanism, trained from the start. Some samples come as direction pairs
+(kinema/world/pairs.py): a scene and its mirror image with the same noise and time.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from kinema.checkpoint import save_weights
 from kinema.dit.transformer import DiT, DiTConfig
 from kinema.train.distributed import DistInfo
 from kinema.vae.causal_vae import CausalVAE
-from kinema.world.captions import canonical_caption, caption
 from kinema.world.dataset import Bucket, to_tensor
 from kinema.world.motion import motion_strength
+from kinema.world.pairs import caption_pair, mirrored
 from kinema.world.render import render
 from kinema.world.sampler import place, random_scene
 from kinema.world.spec import Scene
@@ -52,10 +53,13 @@ class DiTBatch:
     known_t: torch.Tensor  # (B,) flow time of the revealed frames (noise augmentation), often 0
     motion: torch.Tensor  # (B,) motion strength 0..255 from the ground truth, NaN when dropped
     fps: torch.Tensor  # (B,) frames per second, NaN when dropped
+    partner: torch.Tensor  # (B,) long: whose noise and time each sample takes (itself, or the
+    # first of its direction pair)
 
 
 class CaptionPool:
-    """Scenes (without positions) with one caption each and its text states, computed once."""
+    """Scenes (without positions) with one caption each and its text states, computed once; for
+    scenes with a left/right/up/down mover also the mirrored caption's states (else None)."""
 
     def __init__(self, encoder, size: int, seed: int, cache: Path | None = None):
         if cache is not None and cache.exists():
@@ -64,22 +68,31 @@ class CaptionPool:
             rng, words = np.random.default_rng(seed), random.Random(seed)
             scenes = [random_scene(rng) for _ in range(size)]
             # one in four captions is canonical, the rest paraphrases
-            captions = [
-                caption(s, words) if i % 4 else canonical_caption(s) for i, s in enumerate(scenes)
-            ]
-            states = []
-            for i in range(0, size, 64):
-                s, m = encoder(captions[i : i + 64])
-                states += [s[j, : int(m[j].sum())].half() for j in range(len(s))]
+            pairs = [caption_pair(s, words if i % 4 else None) for i, s in enumerate(scenes)]
+            captions = [a for a, _ in pairs]
+            mirrors = [b for _, b in pairs]
+            states = self._encode(encoder, captions)
+            mirror_states = self._encode(encoder, [b for b in mirrors if b is not None])[::-1]
+            mirror_states = [None if b is None else mirror_states.pop() for b in mirrors]
             empty, m = encoder([""])
             data = {"scenes": [sc.to_dict() for sc in scenes], "captions": captions, "states": states,
+                    "mirror_states": mirror_states,
                     "empty": empty[0, : int(m[0].sum())].half()}  # fmt: skip
             if cache is not None:
                 torch.save(data, cache)
         self.scenes = [Scene.from_dict(d) for d in data["scenes"]]
         self.captions = data["captions"]
         self.states = data["states"]
+        self.mirror_states = data["mirror_states"]
         self.empty = data["empty"]
+
+    @staticmethod
+    def _encode(encoder, texts: list[str]) -> list[torch.Tensor]:
+        states = []
+        for i in range(0, len(texts), 64):
+            s, m = encoder(texts[i : i + 64])
+            states += [s[j, : int(m[j].sum())].half() for j in range(len(s))]
+        return states
 
     def __len__(self) -> int:
         return len(self.scenes)
@@ -129,10 +142,12 @@ class DiTTask:
         max_known_noise: float = 0.2,
         reuse: int = 1,
         init: DiT | None = None,
+        pair_prob: float = 0.0,
     ):
         """reuse: optimizer steps per rendered and encoded batch (each with fresh noise and
         times); rendering and VAE encoding cost about as much as a step of the transformer.
-        init: start from these weights (fine-tuning, or going on from shipped weights)."""
+        init: start from these weights (fine-tuning, or going on from shipped weights).
+        pair_prob: chance that a sample whose scene has a mirror comes with it as a pair."""
         self.model = init.train().requires_grad_(True) if init is not None else DiT(cfg)
         self.cfg = self.model.cfg
         self.vae = vae.eval().requires_grad_(False)
@@ -142,7 +157,8 @@ class DiTTask:
         self.motion_dropout = motion_dropout
         self.max_known_noise = max_known_noise
         self.reuse = reuse
-        cache = cache_dir / f"captions_{pool_size}.pt" if cache_dir is not None else None
+        self.pair_prob = pair_prob
+        cache = cache_dir / f"captions_{pool_size}_pairs.pt" if cache_dir is not None else None
         self.pool = CaptionPool(encoder, pool_size, seed=1234, cache=cache)
 
     def samples_in(self, batch: DiTBatch) -> int:
@@ -165,17 +181,23 @@ class DiTTask:
                 if latent_frames <= 5
                 else max(1, self.batch_size * 5 // latent_frames)
             )
-            idx = rng.integers(len(self.pool), size=n)
+            # (pool index, mirrored, partner): a pair's second sample takes the first's noise
+            picks: list[tuple[int, bool, int]] = []
+            pair_prob = self.pair_prob if bucket.num_frames > 1 else 0.0  # images show no motion
+            while len(picks) < n:
+                i = int(rng.integers(len(self.pool)))
+                picks.append((i, False, len(picks)))
+                paired = self.pool.mirror_states[i] is not None and rng.random() < pair_prob
+                if paired and len(picks) < n:
+                    picks.append((i, True, len(picks) - 1))
             clips, states, motion = [], [], []
-            for i in idx:
-                scene = place(
-                    self.pool.scenes[i],
-                    rng,
-                    bucket.duration,
-                    bucket.width,
-                    bucket.height,
-                    strict=False,
-                )
+            placed: Scene | None = None  # the last scene placed: a mirror's partner
+            for i, mirror, _ in picks:
+                if mirror:
+                    scene = mirrored(placed, bucket.width, bucket.height)
+                else:
+                    scene = placed = place(self.pool.scenes[i], rng, bucket.duration,
+                                           bucket.width, bucket.height, strict=False)  # fmt: skip
                 clips.append(
                     to_tensor(
                         render(scene, bucket.width, bucket.height, bucket.num_frames, bucket.fps)
@@ -184,7 +206,8 @@ class DiTTask:
                 strength = motion_strength(scene, bucket.duration, bucket.width, bucket.height)
                 motion.append(float("nan") if rng.random() < self.motion_dropout else strength)
                 drop = rng.random() < self.caption_dropout
-                states.append(self.pool.empty if drop else self.pool.states[i])
+                text = self.pool.mirror_states[i] if mirror else self.pool.states[i]
+                states.append(self.pool.empty if drop else text)
             latents = self._encode(torch.stack(clips).to(info.device)).clone()
             context, mask = stack_states(states)
             frames = latents.shape[2]
@@ -193,7 +216,7 @@ class DiTTask:
                     reveal_mask(frames, rng)
                     if rng.random() < self.reveal_prob
                     else torch.zeros(frames, dtype=torch.bool)
-                    for _ in idx
+                    for _ in picks
                 ]
             )
             # half the revealed clips get noisier known frames, so users can loosen an image's hold
@@ -208,22 +231,29 @@ class DiTTask:
                 torch.tensor(
                     [
                         float("nan") if rng.random() < self.motion_dropout else bucket.fps
-                        for _ in idx
+                        for _ in picks
                     ],
                     dtype=torch.float32,
                     device=info.device,
                 ),
+                torch.tensor([p for _, _, p in picks], dtype=torch.long, device=info.device),
             )
             for _ in range(self.reuse):
                 yield batch
 
-    def loss(self, model, batch: DiTBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    @staticmethod
+    def draw_noise(batch: DiTBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flow times (B, F) and noise like the latents; a direction pair shares both."""
         x0 = batch.latents
         b, _, f = x0.shape[:3]
         # logit-normal times (SD3): most weight on the middle of the path
-        t = torch.sigmoid(torch.randn(b, device=x0.device))[:, None].expand(b, f)
+        t = torch.sigmoid(torch.randn(b, device=x0.device))[batch.partner, None].expand(b, f)
         t = torch.where(batch.known, batch.known_t[:, None], t)
-        noise = torch.randn_like(x0)
+        return t, torch.randn_like(x0)[batch.partner]
+
+    def loss(self, model, batch: DiTBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        x0 = batch.latents
+        t, noise = self.draw_noise(batch)
         tt = t[:, None, :, None, None]
         xt = (1 - tt) * x0 + tt * noise
         micro = self.cfg.micro_conditioning

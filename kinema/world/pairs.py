@@ -1,0 +1,59 @@
+"""Direction pairs: a scene and its mirror image, told apart only by which way things move.
+
+Trained on with the same noise and flow time, the two clips of a pair can only be told apart by
+the caption's direction words, which is the binding a small text-to-video model picks up last:
+kinema-tiny learned colour and shape while its clips moved the way the seed, not the prompt,
+said. The mirrored caption is drawn with the same random choices, so it is the same sentence
+with each direction word swapped for its opposite at the same synonym.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+from kinema.world import vocab
+from kinema.world.captions import DIRECTION_WORDS, canonical_caption, caption
+from kinema.world.motion import margins
+from kinema.world.spec import ObjectSpec, Scene
+
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+# equal synonym counts keep the random draws of a caption and its mirror in step
+assert all(len(DIRECTION_WORDS[a]) == len(DIRECTION_WORDS[b]) for a, b in OPPOSITE.items())
+
+
+def _mirror(obj: ObjectSpec, width: int, height: int) -> ObjectSpec:
+    if obj.motion not in OPPOSITE:
+        return obj
+    # mirrored within the range the centre travels in (it reflects off its ends), so the whole
+    # path is mirrored; a triangle's range is not centred vertically
+    left, right, top, bottom = margins(obj, vocab.SIZES[obj.size], width, height)
+    x, y = obj.start
+    start = (left + right - x, y) if obj.motion in ("left", "right") else (x, top + bottom - y)
+    start = (min(max(start[0], 0.0), 1.0), min(max(start[1], 0.0), 1.0))
+    return dataclasses.replace(obj, motion=OPPOSITE[obj.motion], start=start)
+
+
+def mirrored(scene: Scene, width: int = 64, height: int = 64) -> Scene | None:
+    """The scene with every left/right/up/down mover going the opposite way along the mirrored
+    path (at this frame size); None when no object moves that way."""
+    if not any(o.motion in OPPOSITE for o in scene.objects):
+        return None
+    objects = tuple(_mirror(o, width, height) for o in scene.objects)
+    return dataclasses.replace(scene, objects=objects)
+
+
+def caption_pair(scene: Scene, rng: random.Random | None) -> tuple[str, str | None]:
+    """(caption, caption of the mirrored scene or None). rng None: canonical captions."""
+    mirror = mirrored(scene)
+    if rng is None:
+        return canonical_caption(scene), None if mirror is None else canonical_caption(mirror)
+    state = rng.getstate()
+    text = caption(scene, rng)
+    if mirror is None:
+        return text, None
+    after = rng.getstate()
+    rng.setstate(state)
+    mirror_text = caption(mirror, rng)
+    rng.setstate(after)
+    return text, mirror_text
