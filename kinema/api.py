@@ -9,7 +9,9 @@ Modes, all through the one conditioning mechanism (known latent frames):
     pipe.extend(video, prompt, seconds=2)           continue a clip
     pipe.produce(prompt, ProductionSettings(fps=24, width=256, height=256))   the production pipeline
     pipe(prompt, motion=200)                        motion strength 0..255
-Images are arrays (H, W, 3) uint8 or paths.
+Images are arrays (H, W, 3) uint8 or paths. A Wan2.1 image-to-video folder takes its image the
+same way, pipe(prompt, image=first) (FLF2V: and last_image=last), and needs it; its transformer
+conditions on the image itself (kinema/pipeline/wan_i2v.py) and makes the clip in one window.
 
 video.frames    (T, H, W, 3) uint8
 video.fps       frames per second
@@ -53,6 +55,7 @@ from kinema.pipeline.text_to_video import (
     check_settings,
     sampler_overrides,
 )
+from kinema.pipeline.wan_i2v import check_wan_images
 
 ImageLike = np.ndarray | str | Path
 
@@ -161,6 +164,8 @@ class Pipeline:
             if note:
                 notes.append(f"{what}: {note}")
             pinned.append((frame, fitted))
+        check_wan_images(self.t2v.dit.cfg, FrameConditions(images=tuple(pinned)), s.num_frames,
+                         s.image_noise)  # fmt: skip
         return tuple(pinned), notes
 
     def __call__(
@@ -200,7 +205,13 @@ class Pipeline:
         pinned, notes = self.pinned_images(s, image, last_image, keyframes, fit)
         notes = [*self.t2v.placement.notes, *notes]
         first_cache = len(self.t2v.step_cache_stats)
-        long = hierarchical or s.num_frames > MAX_SINGLE_WINDOW_FRAMES
+        if hierarchical and self.t2v.wan_images:
+            raise GenerationError(
+                "a Wan2.1 image-to-video model makes its clip in one window: no --hierarchical"
+            )
+        # chains continue from known frames, which Wan I2V does not take: one window, as Wan
+        one_window = bool(self.t2v.wan_images)
+        long = hierarchical or (s.num_frames > MAX_SINGLE_WINDOW_FRAMES and not one_window)
         cb = None if callback is None else (lambda w, n, j, m: callback(j, m, None))
         extra: dict = {}
         if hierarchical:
@@ -248,6 +259,11 @@ class Pipeline:
         """The clip followed by `seconds` more (rounded to whole 4-frame groups); its frames are
         kept as they are except the last 4, cross-faded into the continuation."""
         check_prompt(prompt)
+        if self.t2v.wan_images:
+            raise GenerationError(
+                "a Wan2.1 image-to-video model cannot extend a clip (it takes no known frames); "
+                "generate from the clip's last frame as --image instead"
+            )
         chain = chain or ChainSettings()
         if isinstance(video, str | Path):
             from kinema.io.video import read_video
@@ -311,8 +327,13 @@ def load(
     folder = resolve_model(model)
     defaults = sampler_defaults(folder)  # a bad defaults.json is an error before any loading
     encoder, dit, vae = load_components(folder, "cpu")  # then placed (checked) on `device`
+    image_encoder = None
+    if dit.cfg.image_dim is not None:  # Wan2.1 image-to-video: the folder's CLIP as well
+        from kinema.convert.folders import load_wan_image_encoder
+
+        image_encoder = load_wan_image_encoder(folder)
     name = str(model) if not Path(str(model)).is_dir() else folder.name
-    t2v = TextToVideo(encoder, dit, vae, name)
+    t2v = TextToVideo(encoder, dit, vae, name, image_encoder)
     t2v.sampler_defaults = defaults
     t2v.place(device, dtype, offload)
     return Pipeline(t2v, base_format(folder))

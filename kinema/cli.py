@@ -225,7 +225,8 @@ def generate(
     pipe.pinned_images(settings, images["image"], images["last_image"], keyed, fit)  # checks
     chain = ChainSettings(anchor=anchor)
     windows = 1
-    one_pass = getattr(pipe, "format", None) is not None  # a diffusers pipeline: no chains
+    # a diffusers pipeline, or a Wan image-to-video model: no chains
+    one_pass = getattr(pipe, "format", None) is not None or pipe.t2v.wan_images > 0
     if hierarchical or (settings.num_frames > MAX_SINGLE_WINDOW_FRAMES and not one_pass):
         per = chain.window_frames - chain.tail_frames
         windows = 1 + -(-(settings.num_frames - chain.window_frames) // per) + int(hierarchical)
@@ -319,6 +320,7 @@ def plan(
     from kinema.pipeline import plan as cost
     from kinema.pipeline.long_clip import DEFAULT_WINDOW_FRAMES, MAX_SINGLE_WINDOW_FRAMES
     from kinema.pipeline.text_to_video import GenerationSettings, check_settings, sampler_overrides
+    from kinema.pipeline.wan_i2v import wan_images
 
     width, height = parse_size(size)
     if not seconds >= 0:
@@ -396,7 +398,15 @@ def plan(
             f"GFLOP/s, prompt {cal.text_encode_s * 1e3:.3g} ms",
             highlight=False,
         )  # fmt: skip
-    if window is None and s.num_frames > MAX_SINGLE_WINDOW_FRAMES:
+    images = wan_images(dit.cfg)
+    if images:
+        console.print(
+            f"image-to-video: counted with the CLIP image encoder (Wan2.1's ViT-H/14: "
+            f"{f(cost.WAN21_CLIP.flops(images))}, {b(cost.WAN21_CLIP.parameter_bytes)} of weights) "
+            f"and the VAE encoding of the {s.num_frames}-frame conditioning clip",
+            highlight=False,
+        )  # fmt: skip
+    if window is None and s.num_frames > MAX_SINGLE_WINDOW_FRAMES and not images:
         console.print(
             f"note: kinema generate makes clips over {MAX_SINGLE_WINDOW_FRAMES} frames as a chain of "
             f"{DEFAULT_WINDOW_FRAMES}-frame windows; --chained {(DEFAULT_WINDOW_FRAMES - 1) / fps:g} plans it",

@@ -3,13 +3,15 @@
 Two layouts are recognised (nothing is downloaded: the folder holds everything):
 - diffusers (e.g. Wan-AI/Wan2.1-T2V-1.3B-Diffusers): model_index.json, transformer/ (config.json
   + diffusion_pytorch_model*.safetensors), vae/, text_encoder/ (UMT5EncoderModel), tokenizer/,
-  scheduler/ (not used: kinema samples with its own flow-matching solvers);
+  scheduler/ (not used: kinema samples with its own flow-matching solvers); image-to-video
+  folders (WanImageToVideoPipeline) add image_encoder/ (a CLIP vision model) and
+  image_processor/;
 - the original Wan repository's (e.g. Wan-AI/Wan2.1-T2V-1.3B): config.json (WanModel) and
   diffusion_pytorch_model*.safetensors (sharded for 14B), Wan2.1_VAE.pth,
-  models_t5_umt5-xxl-enc-bf16.pth (Wan's own T5 code) and the google/umt5-xxl tokenizer folder.
-The transformer and VAE are read as float32; the text encoder keeps its file's dtype. I2V/FLF2V
-transformers load (load_wan_dit), but kinema's pipeline does not run them: it has no CLIP image
-encoder and does not build Wan's image-latent input channels.
+  models_t5_umt5-xxl-enc-bf16.pth (Wan's own T5 code) and the google/umt5-xxl tokenizer folder;
+  image-to-video folders add models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth.
+The transformer, VAE and CLIP image encoder are read as float32; the text encoder keeps its
+file's dtype. Image-to-video models (I2V, FLF2V) run through kinema/pipeline/wan_i2v.py.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from kinema.convert.wan import (
     vae_config_from_state,
     vae_key_to_diffusers,
 )
+from kinema.convert.wan_clip import clip_vision_from_wan
 from kinema.dit.transformer import DiT, DiTConfig
+from kinema.pipeline.image_encoder import ClipImageEncoder, ClipPreprocess, load_clip_vision
 from kinema.text.encoder import TextEncoder
 from kinema.vae.wan_vae import WanVAE, WanVAEConfig
 
@@ -41,6 +45,7 @@ WAN_PIPELINES = ("WanPipeline", "WanImageToVideoPipeline")
 WAN_VAE_FILE = "Wan2.1_VAE.pth"
 WAN_T5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
 WAN_TOKENIZER_DIR = "google/umt5-xxl"
+WAN_CLIP_FILE = "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
 
 
 def model_layout(folder: Path) -> str | None:
@@ -96,9 +101,14 @@ def _load(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 
 def _check_diffusers(folder: Path) -> None:
-    name = _read_json(folder / "model_index.json").get("_class_name")
+    index = _read_json(folder / "model_index.json")
+    name = index.get("_class_name")
     if name not in WAN_PIPELINES:
         raise CheckpointError(f"{folder} holds a diffusers {name!r}; kinema reads {WAN_PIPELINES}")
+    if (index.get("transformer_2") or [None])[0] is not None:
+        raise CheckpointError(
+            f"{folder} is a Wan2.2 two-expert model (transformer_2); kinema reads Wan2.1 folders"
+        )
 
 
 def _header_shapes(files: list[Path], where: Path) -> dict[str, torch.Tensor]:
@@ -201,16 +211,44 @@ def load_wan_text_encoder(
     )
 
 
+def load_wan_image_encoder(
+    folder: str | Path, device: str | torch.device = "cpu"
+) -> ClipImageEncoder:
+    """The CLIP image encoder of a Wan2.1 image-to-video folder: image_encoder/ and
+    image_processor/ of the diffusers layout, or Wan's CLIP file converted (its vision tower,
+    preprocessed as diffusers' folders say: shortest side to the model's size, centre crop)."""
+    folder = Path(folder)
+    if model_layout(folder) == "diffusers":
+        if not (folder / "image_encoder" / "config.json").is_file():
+            raise CheckpointError(
+                f"{folder} is a Wan image-to-video model without image_encoder/ (its CLIP)"
+            )
+        processor = folder / "image_processor" / "preprocessor_config.json"
+        model = load_clip_vision(folder / "image_encoder")
+        preprocess = ClipPreprocess.from_json(processor) if processor.is_file() else None
+    else:
+        if not (folder / WAN_CLIP_FILE).is_file():
+            raise CheckpointError(
+                f"{folder} is a Wan image-to-video model without {WAN_CLIP_FILE} (its CLIP)"
+            )
+        model = clip_vision_from_wan(_read_pth(folder / WAN_CLIP_FILE)).float()
+        preprocess = None
+    if preprocess is None:
+        size = model.config.image_size
+        preprocess = ClipPreprocess(size=size, crop=(size, size))
+    return ClipImageEncoder(model, preprocess, device)
+
+
 def load_wan_folder(
     folder: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[TextEncoder, DiT, WanVAE]:
-    """Text encoder, transformer and VAE of a Wan2.1 text-to-video folder, ready for kinema's
-    TextToVideo pipeline."""
+    """Text encoder, transformer and VAE of a Wan2.1 folder, ready for kinema's TextToVideo
+    pipeline; an image-to-video one also needs load_wan_image_encoder."""
     dit = load_wan_dit(folder)
-    if dit.cfg.image_dim is not None:
+    if dit.cfg.in_channels != dit.cfg.out_channels and dit.cfg.image_dim is None:
         raise CheckpointError(
-            f"{folder} is a Wan image-to-video model: its transformer loads "
-            "(kinema.convert.folders.load_wan_dit), but kinema's pipeline runs text-to-video ones only"
+            f"{folder}: an image-to-video transformer without CLIP image input (Wan2.2?) is not "
+            "supported; kinema runs Wan2.1 T2V, I2V and FLF2V models"
         )
     encoder = load_wan_text_encoder(folder, dit.cfg.text_len or 512, device)
     return encoder, dit.to(device), load_wan_vae(folder).to(device)

@@ -16,6 +16,11 @@ for_cpu here, flash or memory-efficient kernels on GPUs); the math path would ad
 given as `score_bytes`. A chain is costed as kinema/pipeline/long_clip.py runs it: every
 window encodes the prompt, samples and decodes itself whole, and each later one VAE-encodes the
 1 + 4 * overlap frames it repeats and the anchor frame.
+
+A Wan2.1 image-to-video model (kinema/pipeline/wan_i2v.py) makes its clip in one window and adds:
+its CLIP image encoder (weights, and one forward per image, counted analytically for the
+encoder's sizes, Wan's ViT-H/14 unless told), the VAE encoding of the whole conditioning clip
+(the image and zeros), the 20 extra input channels and the image tokens' cross-attention.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from kinema.dit.transformer import DiT, DiTConfig
 from kinema.pipeline.long_clip import ChainSettings
 from kinema.pipeline.text_to_video import GenerationError, GenerationSettings, TextToVideo
-from kinema.sampling.guidance import TextCondition, guided_velocity
+from kinema.pipeline.wan_i2v import wan_images
+from kinema.sampling.guidance import ImageCondition, TextCondition, guided_velocity
 from kinema.vae.causal_vae import CausalVAE, VAEConfig, latent_frames
 from kinema.vae.tiling import decode_pieces
 from kinema.vae.wan_vae import WanVAE, WanVAEConfig
@@ -74,24 +80,62 @@ def chain_windows(num_frames: int, window_frames: int, temporal_factor: int = 4)
 
 
 def dit_flops(
-    cfg: DiTConfig, batch: int, grid: tuple[int, int, int], text_tokens: int, micro_inputs: int = 0
-) -> tuple[int, int]:
+    cfg: DiTConfig, batch: int, grid: tuple[int, int, int], text_tokens: int, micro_inputs: int = 0,
+    image_tokens: int = 0,
+) -> tuple[int, int]:  # fmt: skip
     """(total, attention) FLOPs of one forward over a patch grid (F', H', W'); attention is
     the N^2 part of self-attention (q k^T and the weighted sum of v). micro_inputs: how many
-    of motion and fps are given to a micro-conditioned model."""
+    of motion and fps are given to a micro-conditioned model; image_tokens: CLIP tokens per
+    clip of a Wan I2V model (their own cross-attention keys and values)."""
     n, d, ff = math.prod(grid), cfg.dim, cfg.ffn_dim
     per_token = 2 * (4 * d * d) + 2 * (2 * d * d) + 2 * (2 * d * ff)  # self q k v o, cross q o, MLP
-    per_text_token = 2 * (2 * d * d)  # cross-attention k, v
+    per_text_token = 2 * (2 * d * d)  # cross-attention k, v (the image's too)
     attention = 4 * n * n * d
-    cross_scores = 4 * n * text_tokens * d
-    blocks = n * per_token + text_tokens * per_text_token + attention + cross_scores
+    context = text_tokens + image_tokens
+    cross_scores = 4 * n * context * d
+    blocks = n * per_token + context * per_text_token + attention + cross_scores
     patch = math.prod(cfg.patch)
     embed_and_head = 2 * n * cfg.in_channels * patch * d + 2 * n * d * cfg.out_channels * patch
     text = 2 * text_tokens * (cfg.text_dim * d + d * d)
     timestep = 2 * grid[0] * (cfg.freq_dim * d + d * d + d * 6 * d)  # one per patch-frame
     micro = 2 * micro_inputs * (cfg.freq_dim * d + d * d)
-    total = batch * (cfg.layers * blocks + embed_and_head + text + timestep + micro)
+    image = 2 * image_tokens * ((cfg.image_dim or 0) ** 2 + (cfg.image_dim or 0) * d)
+    total = batch * (cfg.layers * blocks + embed_and_head + text + timestep + micro + image)
     return total, batch * cfg.layers * attention
+
+
+@dataclass(frozen=True)
+class ImageEncoderSize:
+    """A ViT image encoder's sizes (Wan I2V's CLIP), for its FLOPs and weights."""
+
+    dim: int = 1280
+    layers: int = 32
+    mlp_dim: int = 5120
+    patch: int = 14
+    image_size: int = 224
+
+    @property
+    def tokens(self) -> int:
+        """Per image: one per patch and the class token."""
+        return (self.image_size // self.patch) ** 2 + 1
+
+    def flops(self, images: int) -> int:
+        """Matrix products of `images` forwards; every layer runs (transformers computes the last
+        one too, although Wan reads the one before it)."""
+        n, d = self.tokens, self.dim
+        layer = 2 * n * (4 * d * d + 2 * d * self.mlp_dim) + 4 * n * n * d
+        patches = 2 * (n - 1) * 3 * self.patch**2 * d
+        return images * (self.layers * layer + patches)
+
+    @property
+    def parameter_bytes(self) -> int:
+        d, m = self.dim, self.mlp_dim
+        layer = 4 * d * d + 4 * d + 2 * d * m + m + d + 4 * d  # attention, MLP, two norms
+        embeddings = 3 * self.patch**2 * d + (self.tokens + 1) * d + 4 * d  # and two norms
+        return BYTES * (self.layers * layer + embeddings)
+
+
+WAN21_CLIP = ImageEncoderSize()  # open-clip ViT-H/14 at 224 pixels: 257 tokens of 1280
 
 
 def step_cache_flops(
@@ -189,14 +233,23 @@ def _meta(*shape, dtype=torch.float32) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=64)
-def _trace_step(dit_cfg, vae_cfg, latent_shape, text_tokens, guidance, motion, fps) -> Trace:
-    """One Euler step of guided sampling: the sampler state and the largest forward."""
+def _trace_step(
+    dit_cfg, vae_cfg, latent_shape, text_tokens, guidance, motion, fps, image_tokens=0
+) -> Trace:
+    """One Euler step of guided sampling: the sampler state and the largest forward.
+    image_tokens: CLIP tokens per image of a Wan I2V model."""
     dit, _ = _meta_models(dit_cfg, vae_cfg)
     cond = TextCondition(_meta(1, text_tokens, dit_cfg.text_dim), _meta(1, text_tokens, dtype=bool))
     x = _meta(*latent_shape)
+    image = None
+    if wan_images(dit_cfg):
+        extra = dit_cfg.in_channels - latent_shape[1]  # the mask and the image's latents
+        image = ImageCondition(_meta(wan_images(dit_cfg), image_tokens, dit_cfg.image_dim),
+                               _meta(1, extra, *latent_shape[2:]))  # fmt: skip
 
     def step():  # the text is prepared once per run: traced with the step, as its upper bound
-        velocity = guided_velocity(dit, dit_cfg.prediction, cond, cond, guidance, None, motion, fps)
+        velocity = guided_velocity(dit, dit_cfg.prediction, cond, cond, guidance, None, motion,
+                                   fps, image=image)  # fmt: skip
         return x + (0.5 - 1.0) * velocity(x, 1.0)
 
     return _trace(step)
@@ -275,6 +328,7 @@ class CostPlan:
     evals_per_window: int  # transformer forwards (steps, or 2 steps - 1 with heun)
     weight_bytes: int
     score_bytes: int  # what (N x N) attention scores would add if materialised
+    image_encoder_flops: int = 0  # Wan I2V: CLIP on the image(s), once per clip
 
     @property
     def largest(self) -> WindowCost:
@@ -290,7 +344,7 @@ class CostPlan:
 
     @property
     def total_flops(self) -> int:
-        return self.sampling_flops + self.vae_flops
+        return self.sampling_flops + self.vae_flops + self.image_encoder_flops
 
     @property
     def activation_bytes(self) -> int:
@@ -302,8 +356,8 @@ class CostPlan:
 
     def seconds(self, cal: Calibration) -> float:
         """Estimated wall time on the calibrated machine: the prompt is encoded, the latents
-        sampled and decoded once per window."""
-        return sum(
+        sampled and decoded once per window; an image encoder runs at the transformer's rate."""
+        return self.image_encoder_flops / cal.dense_flops_per_s + sum(
             cal.text_encode_s
             + self.evals_per_window * cal.forward_seconds(w.dit_flops, w.attention_flops)
             + w.vae_flops / cal.vae_flops_per_s
@@ -320,10 +374,11 @@ class CostPlan:
 @functools.lru_cache(maxsize=256)
 def _window_cost(
     dit_cfg: DiTConfig, vae_cfg: VAEConfig, s: GenerationSettings, frames: int, repeats: int,
-    text_tokens: int,
+    text_tokens: int, image_tokens: int = 0,
 ) -> WindowCost:  # fmt: skip
     """repeats: frames of the clip so far this window repeats (0: none; they are encoded, and
-    so is the first frame, the anchor)."""
+    so is the first frame, the anchor). image_tokens: CLIP tokens per image (Wan I2V: its
+    conditioning clip, as long as the window, is encoded too)."""
     sf, tf = vae_cfg.spatial_factor, vae_cfg.temporal_factor
     latent = (vae_cfg.latent_channels, latent_frames(frames, tf), s.height // sf, s.width // sf)
     grid = tuple(n // p for n, p in zip(latent[1:], dit_cfg.patch, strict=True))
@@ -331,12 +386,16 @@ def _window_cost(
     evals = s.steps if s.solver == "euler" else 2 * s.steps - 1
     micro = dit_cfg.micro_conditioning
     motion, fps = (s.motion, s.fps) if micro else (None, None)
+    images = wan_images(dit_cfg)
     flops, attention = dit_flops(dit_cfg, batch, grid, text_tokens,
-                                 (motion is not None) + (fps is not None))  # fmt: skip
-    step = _trace_step(dit_cfg, vae_cfg, (1, *latent), text_tokens, s.guidance, motion, fps)
+                                 (motion is not None) + (fps is not None), images * image_tokens)  # fmt: skip
+    step = _trace_step(dit_cfg, vae_cfg, (1, *latent), text_tokens, s.guidance, motion, fps,
+                       image_tokens)  # fmt: skip
     stages = [_trace_decode(dit_cfg, vae_cfg, (1, *latent))]
     if repeats:
         stages += [_trace_encode(dit_cfg, vae_cfg, n, s.height, s.width) for n in (repeats, 1)]
+    if images:
+        stages.append(_trace_encode(dit_cfg, vae_cfg, frames, s.height, s.width))
     return WindowCost(
         frames=frames,
         latent_shape=latent,
@@ -356,29 +415,37 @@ def plan_cost(
     text_tokens: int = 16,
     chained_window_frames: int | None = None,
     text_encoder_bytes: int = 0,
+    image_encoder: ImageEncoderSize = WAN21_CLIP,
 ) -> CostPlan:
     """The cost of generating `settings` in one sequence, or as a chain of windows of
     chained_window_frames frames. text_tokens: prompt length in tokens (16 is a typical prompt
-    of the Shapes world; both CFG branches are padded to it)."""
+    of the Shapes world; both CFG branches are padded to it). image_encoder: the CLIP of a Wan
+    image-to-video model (unused for other models)."""
+    images = wan_images(dit_cfg)
     if chained_window_frames is None:
         sizes = [settings.num_frames]
+    elif images:
+        raise GenerationError("a Wan2.1 image-to-video model makes its clip in one window")
     else:
         sizes = chain_windows(settings.num_frames, chained_window_frames, vae_cfg.temporal_factor)
     tail = ChainSettings().tail_frames
+    image_tokens = image_encoder.tokens if images else 0
     windows = tuple(
-        _window_cost(dit_cfg, vae_cfg, settings, n, tail if i else 0, text_tokens)
+        _window_cost(dit_cfg, vae_cfg, settings, n, tail if i else 0, text_tokens, image_tokens)
         for i, n in enumerate(sizes)
     )
     dit, vae = _meta_models(dit_cfg, vae_cfg)
     batch = 1 if settings.guidance == 1.0 else 2
+    image_bytes = image_encoder.parameter_bytes if images else 0
     return CostPlan(
         num_frames=settings.num_frames,
         windows=windows,
         text_tokens=text_tokens,
         batch=batch,
         evals_per_window=settings.steps if settings.solver == "euler" else 2 * settings.steps - 1,
-        weight_bytes=parameter_bytes(dit) + parameter_bytes(vae) + text_encoder_bytes,
+        weight_bytes=parameter_bytes(dit) + parameter_bytes(vae) + text_encoder_bytes + image_bytes,
         score_bytes=2 * batch * dit_cfg.heads * windows[0].tokens ** 2 * BYTES,  # and softmax
+        image_encoder_flops=image_encoder.flops(images) if images else 0,
     )
 
 
@@ -408,15 +475,20 @@ def calibrate(t2v: TextToVideo, repeats: int = 5, text_tokens: int = 16) -> Cali
     dit, vae, cfg = t2v.dit, t2v.vae, t2v.dit.cfg
     heads, n = cfg.heads, 1024
     q = torch.randn(2, heads, n, cfg.dim // heads)
+    image, image_tokens = None, 0  # a Wan I2V model's CLIP tokens, for each batch entry
+    if wan_images(cfg):
+        tokens = t2v.image_encoder.tokens if t2v.image_encoder else WAN21_CLIP.tokens
+        image = torch.randn(2 * wan_images(cfg), tokens, cfg.image_dim)
+        image_tokens = wan_images(cfg) * tokens
     # grids of 8 x 8 patches: 1 frame, and as many frames as ~16 GFLOP a forward allow
-    per_frame, _ = dit_flops(cfg, 2, (1, 8, 8), text_tokens)
+    per_frame, _ = dit_flops(cfg, 2, (1, 8, 8), text_tokens, image_tokens=image_tokens)
     grids = [(1, 8, 8), (max(2, min(8, int(16e9 // per_frame))), 8, 8)]
     ctx = torch.randn(2, text_tokens, cfg.text_dim)
 
     def forward(grid):
         x = torch.randn(2, cfg.in_channels, *(g * p for g, p in zip(grid, cfg.patch, strict=True)))
         t = torch.full((2, x.shape[2]), 0.5)
-        return lambda: dit(x, t, ctx)
+        return lambda: dit(x, t, ctx, image_context=image)
 
     z = t2v.prepare_latents(GenerationSettings(num_frames=17, width=64, height=64))
     seconds = _typical_seconds(
@@ -432,7 +504,7 @@ def calibrate(t2v: TextToVideo, repeats: int = 5, text_tokens: int = 16) -> Cali
     attention_rate = 4 * 2 * n * n * cfg.dim / seconds["attention"]
     points = []
     for grid, name in zip(grids, ("small", "large"), strict=True):
-        flops, attention = dit_flops(cfg, 2, grid, text_tokens)
+        flops, attention = dit_flops(cfg, 2, grid, text_tokens, image_tokens=image_tokens)
         points.append((flops - attention, seconds[name] - attention / attention_rate))
     (d1, s1), (d2, s2) = points
     if s2 > s1 > 0:  # seconds = overhead + dense / rate, through both points

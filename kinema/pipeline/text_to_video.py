@@ -18,8 +18,10 @@ import torch
 
 from kinema.dit.transformer import DiT
 from kinema.pipeline.conditioning import FrameConditions, known_frames
+from kinema.pipeline.image_encoder import ClipImageEncoder
 from kinema.pipeline.memory import Placement, cast_dit, module_device, move_to
-from kinema.sampling.guidance import KnownFrames, TextCondition, guided_velocity
+from kinema.pipeline.wan_i2v import check_wan_images, latent_channels, wan_images
+from kinema.sampling.guidance import ImageCondition, KnownFrames, TextCondition, guided_velocity
 from kinema.sampling.schedules import flow_times
 from kinema.sampling.solvers import SOLVERS
 from kinema.sampling.step_cache import StepCache, warmup_evaluations
@@ -127,10 +129,15 @@ def check_prompt(prompt: str) -> str:
 
 
 class TextToVideo:
-    """A loaded model: text encoder, transformer and VAE."""
+    """A loaded model: text encoder, transformer and VAE; and the CLIP image encoder of a Wan2.1
+    image-to-video model (kinema/pipeline/wan_i2v.py)."""
 
-    def __init__(self, text_encoder: TextEncoder, dit: DiT, vae: CausalVAE, name: str = "custom"):
+    def __init__(
+        self, text_encoder: TextEncoder, dit: DiT, vae: CausalVAE, name: str = "custom",
+        image_encoder: ClipImageEncoder | None = None,
+    ):  # fmt: skip
         self.text_encoder = text_encoder
+        self.image_encoder = image_encoder
         self.dit = dit.eval().requires_grad_(False)
         self.vae = vae.eval().requires_grad_(False)
         self.name = name
@@ -149,8 +156,15 @@ class TextToVideo:
             cast_dit(self.dit, dtype)
         self.placement = Placement(device, offload)
         if not self.placement.offload:
-            for part in (self.text_encoder, self.dit, self.vae):
-                move_to(part, self.placement.device)
+            for part in (self.text_encoder, self.image_encoder, self.dit, self.vae):
+                if part is not None:
+                    move_to(part, self.placement.device)
+
+    @property
+    def wan_images(self) -> int:
+        """Images the transformer itself is conditioned on: 0, or 1 (Wan I2V: the first frame)
+        or 2 (Wan FLF2V: the first and the last), which such a model needs."""
+        return wan_images(self.dit.cfg)
 
     def encode_prompt(
         self, prompt: str, negative_prompt: str = ""
@@ -185,7 +199,10 @@ class TextToVideo:
         s: GenerationSettings,
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
         known: KnownFrames | None = None,
+        image: ImageCondition | None = None,
     ) -> torch.Tensor:
+        """noise (1, C, F, H, W) -> clean latents. known: frames pinned (kinema's conditioning);
+        image: a Wan I2V model's image input (image_condition)."""
         cache = None
         if s.cache_threshold is not None:
             evaluations = s.steps if s.solver == "euler" else 2 * s.steps - 1
@@ -198,10 +215,12 @@ class TextToVideo:
                 known, latents=known.latents.to(device), frame_mask=known.frame_mask.to(device),
                 noise=None if known.noise is None else known.noise.to(device),
             )  # fmt: skip
+        if image is not None:
+            image = ImageCondition(image.tokens.to(device), image.channels.to(device))
         with self.placement.working(self.dit):
             velocity = guided_velocity(
                 self.dit, self.dit.cfg.prediction, cond, uncond, s.guidance, known,
-                s.motion, s.fps if self.dit.cfg.micro_conditioning else None, cache,
+                s.motion, s.fps if self.dit.cfg.micro_conditioning else None, cache, image,
             )  # fmt: skip
             x = noise.to(device)
             x = known.apply(x) if known is not None else x
@@ -227,6 +246,23 @@ class TextToVideo:
                 done += piece.shape[1]
         return frames
 
+    def image_condition(
+        self, conditions: FrameConditions | None, s: GenerationSettings
+    ) -> ImageCondition:
+        """A Wan I2V/FLF2V model's image input: the CLIP tokens of the first (and last) image
+        and the mask and latents joined to its input channels (kinema/pipeline/wan_i2v.py)."""
+        check_wan_images(self.dit.cfg, conditions, s.num_frames, s.image_noise)
+        if self.image_encoder is None:
+            raise GenerationError(
+                f"model {self.name} is a Wan2.1 image-to-video model loaded without its CLIP "
+                "image encoder; load its folder with kinema.load"
+            )
+        with self.placement.working(self.image_encoder):
+            tokens = self.image_encoder([image for _, image in conditions.images])
+        with self.placement.working(self.vae):
+            channels = latent_channels(self.vae, conditions.images, s.num_frames)
+        return ImageCondition(tokens, channels)
+
     def generate(
         self,
         prompt: str,
@@ -242,15 +278,18 @@ class TextToVideo:
         cond, uncond = self.encode_prompt(prompt, settings.negative_prompt)
         timings["encode_prompt"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        known = None
-        if conditions:
+        known = image = None
+        if self.wan_images:  # the transformer takes the image itself
+            image = self.image_condition(conditions, settings)
+        elif conditions:
             with self.placement.working(self.vae):
                 known = known_frames(self.vae, conditions, self.latent_shape(settings),
                                      settings.num_frames, settings.image_noise, settings.seed)  # fmt: skip
+        if image is not None or known is not None:
             timings["encode_frames"] = time.perf_counter() - t0
             t0 = time.perf_counter()
         noise = self.prepare_latents(settings)
-        latents = self.sample(noise, cond, uncond, settings, callback, known)
+        latents = self.sample(noise, cond, uncond, settings, callback, known, image)
         timings["sample"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         frames = self.decode(latents)

@@ -8,6 +8,8 @@
   fixed noise mixed in: noise augmentation, which loosens their hold); only the other frames are
   denoised.
 - micro-conditioning (motion strength 0..255, fps) goes to both CFG branches alike.
+- an image input (Wan I2V, kinema/pipeline/wan_i2v.py): CLIP tokens for the cross-attention and
+  channels joined to the latents before every evaluation, the same for both CFG branches.
 """
 
 from __future__ import annotations
@@ -63,6 +65,16 @@ class KnownFrames:
         return torch.where(self._mask(x), self.latents.to(x.dtype), x)
 
 
+@dataclass
+class ImageCondition:
+    """Wan I2V's image input for one clip: tokens (N, Li, D), the CLIP tokens of its N images
+    (2: first and last frame), and channels (1, Cc, F, H, W), joined after the latents'
+    channels."""
+
+    tokens: torch.Tensor
+    channels: torch.Tensor
+
+
 def velocity_from_prediction(
     prediction: str, out: torch.Tensor, x: torch.Tensor, t: torch.Tensor
 ) -> torch.Tensor:
@@ -97,25 +109,35 @@ def guided_velocity(
     motion: float | None = None,
     fps: float | None = None,
     step_cache=None,
+    image: ImageCondition | None = None,
 ) -> Velocity:
     """The velocity function for a solver. With guidance 1 or no uncond, one branch only.
-    A network with prepare_context (kinema's DiT) embeds the text once here, not every step;
-    step_cache (kinema.sampling.step_cache.StepCache) goes to every network call."""
+    A network with prepare_context (kinema's DiT) embeds the text (and image) once here, not
+    every step; step_cache (kinema.sampling.step_cache.StepCache) goes to every network call."""
     use_cfg = uncond is not None and guidance != 1.0
     if use_cfg:
         context, mask = _pad_context(cond, uncond)
     else:
         context, mask = cond.states, cond.mask
+    # the image's tokens once per batch entry: (B N, Li, D), each clip's N images together
+    image_context = None if image is None else image.tokens.repeat(context.shape[0], 1, 1)
     prepare = getattr(net, "prepare_context", None)
     if prepare is not None:
-        context, mask = prepare(context, mask), None
+        given = () if image_context is None else (image_context,)
+        context, mask, image_context = prepare(context, mask, *given), None, None
 
     def net_v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         extra = {k: torch.full((x.shape[0],), float(v))
                  for k, v in (("motion", motion), ("fps", fps)) if v is not None}  # fmt: skip
         if step_cache is not None:
             extra["step_cache"] = step_cache
-        return velocity_from_prediction(prediction, net(x, t, context, mask, **extra), x, t)
+        if image_context is not None:
+            extra["image_context"] = image_context
+        inputs = x
+        if image is not None:
+            channels = image.channels.to(x.device, x.dtype).expand(x.shape[0], -1, -1, -1, -1)
+            inputs = torch.cat([x, channels], dim=1)
+        return velocity_from_prediction(prediction, net(inputs, t, context, mask, **extra), x, t)
 
     def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
         b, _, f = x.shape[:3]
