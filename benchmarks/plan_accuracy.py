@@ -7,8 +7,9 @@ with --memory, peak memory), printed as a table and then as JSON.
 One calibration at the start predicts every setting, as `kinema plan` would ("estimated"); a
 second one just before each case ("recalibrated") separates the model's error from the drift
 of a shared machine's speed. Times are of the loaded pipeline, `pipe(prompt, seconds=...)`
-(clips over 33 frames are chains of 17-frame windows there, and are planned as such), best of
---repeats runs; the last case is one long sequence through TextToVideo.generate. Peak memory
+(clips over the model's one window, kinema-tiny's 33 frames, are chains of 17-frame windows
+there, and are planned as such), best of --repeats runs; the last case is one long sequence
+through TextToVideo.generate. Peak memory
 is measured in a fresh process per case: the peak RSS during a generation minus the RSS
 before it, with glibc told to return freed blocks (mallopt), against the plan's activations.
 """
@@ -26,7 +27,7 @@ import time
 import torch
 
 import kinema
-from kinema.pipeline.long_clip import DEFAULT_WINDOW_FRAMES, MAX_SINGLE_WINDOW_FRAMES
+from kinema.pipeline.long_clip import DEFAULT_WINDOW_FRAMES
 from kinema.pipeline.plan import calibrate, parameter_bytes, plan_cost
 from kinema.pipeline.text_to_video import GenerationSettings
 
@@ -48,16 +49,17 @@ def settings_for(case, steps: int) -> GenerationSettings:
     return GenerationSettings.from_seconds(seconds, 8.0, width=width, height=height, steps=steps)
 
 
-def plan_for(t2v, case, steps: int):
+def plan_for(pipe, case, steps: int):
     s = settings_for(case, steps)
-    chained = s.num_frames > MAX_SINGLE_WINDOW_FRAMES and not case[4]
+    chained = not case[4] and pipe.chained(s)
+    t2v = pipe.t2v
     text = parameter_bytes(t2v.text_encoder.model)
     return plan_cost(t2v.dit.cfg, t2v.vae.cfg, s, chained_window_frames=DEFAULT_WINDOW_FRAMES if chained else None,
                      text_encoder_bytes=text)  # fmt: skip
 
 
 def run(pipe, case, steps: int) -> None:
-    """The loaded pipeline (which chains clips over 33 frames), or one sequence through
+    """The loaded pipeline (which chains clips over its one window), or one sequence through
     TextToVideo.generate."""
     if case[4]:
         pipe.t2v.generate(PROMPT, settings_for(case, steps))
@@ -111,7 +113,7 @@ def main() -> None:
     for i, case in enumerate(CASES):
         if args.cases and i not in args.cases:
             continue
-        plan = plan_for(pipe.t2v, case, args.steps)
+        plan = plan_for(pipe, case, args.steps)
         fresh = calibrate(pipe.t2v)  # just before: what is left is the model's error
         measured = []
         for _ in range(args.repeats):

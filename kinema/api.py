@@ -4,14 +4,17 @@ Modes, all through the one conditioning mechanism (known latent frames):
     pipe(prompt, image=first)                       image-to-video
     pipe(prompt, image=first, last_image=last)      first and last frame
     pipe(prompt, keyframes={0.0: a, 1.5: b})        keyframes at seconds
-    pipe(prompt, seconds=20)                        long clip: a chain of windows
+    pipe(prompt, seconds=20)                        long clip: a chain of windows (kinema-tiny:
+                                                    over 33 frames, its one window)
     pipe(prompt, seconds=20, hierarchical=True)     keyframes at 1 fps first, then the rest
     pipe.extend(video, prompt, seconds=2)           continue a clip
     pipe.produce(prompt, ProductionSettings(fps=24, width=256, height=256))   the production pipeline
     pipe(prompt, motion=200)                        motion strength 0..255
 Images are arrays (H, W, 3) uint8 or paths. A Wan2.1 image-to-video folder takes its image the
 same way, pipe(prompt, image=first) (FLF2V: and last_image=last), and needs it; its transformer
-conditions on the image itself (kinema/pipeline/wan_i2v.py) and makes the clip in one window.
+conditions on the image itself (kinema/pipeline/wan_i2v.py). Wan2.1 models (T2V and I2V) take no
+known frames: each clip is one window of up to 81 frames (the model's BaseFormat.max_frames), a
+longer one is refused, and a Wan T2V model takes no images.
 
 video.frames    (T, H, W, 3) uint8
 video.fps       frames per second
@@ -41,8 +44,8 @@ from kinema.models import (
 )
 from kinema.pipeline.conditioning import FrameConditions, fit_image
 from kinema.pipeline.long_clip import (
-    MAX_SINGLE_WINDOW_FRAMES,
     ChainSettings,
+    check_single_window,
     extend_frames,
     generate_hierarchical,
     generate_long,
@@ -102,6 +105,28 @@ class Pipeline:
         self.t2v = t2v
         self.base = base or BaseFormat()  # where the production pipeline generates
 
+    @property
+    def takes_known_frames(self) -> bool:
+        """Whether the model continues from known latent frames, so takes images at any frame,
+        extends clips and chains windows: kinema's own models were trained with them; Wan2.1's
+        were not (BaseFormat.known_frames), and its I2V models take their images through the
+        transformer's input instead."""
+        return self.base.known_frames and not self.t2v.wan_images
+
+    def chained(self, s: GenerationSettings, hierarchical: bool = False) -> bool:
+        """Whether the clip is made as a chain of windows: longer than the model's one window
+        (BaseFormat.max_frames), or hierarchical. A model that cannot chain refuses a longer clip
+        here, in one line, before any work."""
+        if self.takes_known_frames:
+            return hierarchical or s.num_frames > self.base.max_frames
+        if hierarchical:
+            raise GenerationError(
+                f"{self.t2v.name} makes its clip in one window (it takes no known frames, which "
+                "hierarchical keyframes are): no --hierarchical"
+            )
+        check_single_window(s.num_frames, s.fps, self.base.max_frames, self.t2v.name)
+        return False
+
     def settings(
         self,
         seed: int = 0,
@@ -150,6 +175,12 @@ class Pipeline:
                     f"keyframe at {sec:g} s is outside the clip (0 to {(s.num_frames - 1) / s.fps:g} s)"
                 )
             wanted.append((frame, im, f"the keyframe at {sec:g} s"))
+        if wanted and not self.t2v.wan_images and not self.takes_known_frames:
+            raise GenerationError(
+                f"{self.t2v.name} takes no images (it was not trained with known frames): leave "
+                "out image, last_image and keyframes (--image, --last-image, --keyframe), or use "
+                "a model that takes them (a Wan2.1 image-to-video model, or kinema-tiny)"
+            )
         groups: dict[int, str] = {}
         pinned, notes = [], []
         for frame, im, what in sorted(wanted, key=lambda w: w[0]):
@@ -193,8 +224,9 @@ class Pipeline:
         chain: ChainSettings | None = None,
         cache_threshold: float | None = None,
     ) -> Video:
-        """A clip from a prompt, optionally pinned to images. Clips longer than one window
-        (33 frames) are chains of windows. callback(step, steps, latents) per sampler step
+        """A clip from a prompt, optionally pinned to images. Clips longer than the model's one
+        window (self.base.max_frames; kinema-tiny: 33 frames) are chains of windows, or refused
+        by a model that cannot chain (Wan2.1). callback(step, steps, latents) per sampler step
         (per window for chains). cache_threshold: step caching (kinema/sampling/step_cache.py),
         off when None."""
         check_prompt(prompt)
@@ -205,13 +237,7 @@ class Pipeline:
         pinned, notes = self.pinned_images(s, image, last_image, keyframes, fit)
         notes = [*self.t2v.placement.notes, *notes]
         first_cache = len(self.t2v.step_cache_stats)
-        if hierarchical and self.t2v.wan_images:
-            raise GenerationError(
-                "a Wan2.1 image-to-video model makes its clip in one window: no --hierarchical"
-            )
-        # chains continue from known frames, which Wan I2V does not take: one window, as Wan
-        one_window = bool(self.t2v.wan_images)
-        long = hierarchical or (s.num_frames > MAX_SINGLE_WINDOW_FRAMES and not one_window)
+        long = self.chained(s, hierarchical)
         cb = None if callback is None else (lambda w, n, j, m: callback(j, m, None))
         extra: dict = {}
         if hierarchical:
@@ -219,7 +245,8 @@ class Pipeline:
                 raise GenerationError(
                     "hierarchical generation takes no images (it makes its own keyframes)"
                 )
-            result, keys = generate_hierarchical(self.t2v, prompt, s, chain, cb)
+            result, keys = generate_hierarchical(self.t2v, prompt, s, self.base.max_frames,
+                                                 chain, cb)  # fmt: skip
             frames, timings = result.frames, result.timings
             extra = {
                 "mode": "hierarchical",
@@ -263,6 +290,11 @@ class Pipeline:
             raise GenerationError(
                 "a Wan2.1 image-to-video model cannot extend a clip (it takes no known frames); "
                 "generate from the clip's last frame as --image instead"
+            )
+        if not self.takes_known_frames:
+            raise GenerationError(
+                f"{self.t2v.name} cannot extend a clip (it was not trained with known frames); "
+                "extend with a model that takes them, such as kinema-tiny"
             )
         chain = chain or ChainSettings()
         if isinstance(video, str | Path):

@@ -111,7 +111,11 @@ def generate(
         Path, typer.Option("-o", "--output", help="MP4, GIF or WebM to write")
     ] = Path("out.mp4"),
     seconds: Annotated[
-        float, typer.Option(help="clip length (0: one frame, an image; > 4: a chain of windows)")
+        float,
+        typer.Option(
+            help="clip length (0: one frame, an image; past the model's one window, kinema-tiny's "
+            "4 s at 8 fps: a chain of windows)"
+        ),
     ] = 2.0,
     fps: Annotated[float, typer.Option(help="frames per second")] = 8.0,
     size: Annotated[str, typer.Option(help="WIDTHxHEIGHT (kinema-tiny: multiples of 8)")] = "64x64",
@@ -186,7 +190,7 @@ def generate(
 
     start = time.perf_counter()
     from kinema.api import Pipeline, load
-    from kinema.pipeline.long_clip import MAX_SINGLE_WINDOW_FRAMES, ChainSettings
+    from kinema.pipeline.long_clip import ChainSettings
 
     width, height = parse_size(size)
     from kinema.pipeline.text_to_video import check_prompt
@@ -225,9 +229,10 @@ def generate(
     pipe.pinned_images(settings, images["image"], images["last_image"], keyed, fit)  # checks
     chain = ChainSettings(anchor=anchor)
     windows = 1
-    # a diffusers pipeline, or a Wan image-to-video model: no chains
-    one_pass = getattr(pipe, "format", None) is not None or pipe.t2v.wan_images > 0
-    if hierarchical or (settings.num_frames > MAX_SINGLE_WINDOW_FRAMES and not one_pass):
+    # a diffusers pipeline makes its clip in one pass; chained() refuses, before any work, a
+    # clip longer than the window of a model that cannot chain (Wan2.1)
+    one_pass = getattr(pipe, "format", None) is not None
+    if not one_pass and pipe.chained(settings, hierarchical):
         per = chain.window_frames - chain.tail_frames
         windows = 1 + -(-(settings.num_frames - chain.window_frames) // per) + int(hierarchical)
     loaded = time.perf_counter()
@@ -316,9 +321,9 @@ def plan(
 
     from kinema.api import load
     from kinema.convert.folders import model_layout, wan_configs
-    from kinema.models import resolve_model, sampler_defaults
+    from kinema.models import base_format, resolve_model, sampler_defaults
     from kinema.pipeline import plan as cost
-    from kinema.pipeline.long_clip import DEFAULT_WINDOW_FRAMES, MAX_SINGLE_WINDOW_FRAMES
+    from kinema.pipeline.long_clip import DEFAULT_WINDOW_FRAMES, check_single_window
     from kinema.pipeline.text_to_video import GenerationSettings, check_settings, sampler_overrides
     from kinema.pipeline.wan_i2v import wan_images
 
@@ -344,10 +349,19 @@ def plan(
     s = GenerationSettings.from_seconds(seconds, fps, width=width, height=height,
                                         **{k: v for k, v in sampler.items() if k != "shift"})  # fmt: skip
     check_settings(s, vae, dit)
+    base = base_format(folder)
+    chains = base.known_frames and not wan_images(dit.cfg)  # as Pipeline.takes_known_frames
+    if not chains:  # as kinema generate: one window at most
+        check_single_window(s.num_frames, fps, base.max_frames, folder.name)
     window = None
     if chained is not None:
         if not chained > 0:
             raise UsageError(f"--chained must be more than 0 s, got {chained:g}")
+        if not chains:
+            raise UsageError(
+                f"--chained: {folder.name} cannot chain windows (it takes no known frames); "
+                "plan it without --chained"
+            )
         window = cost.frames_from_seconds(chained, fps, vae.cfg.temporal_factor)
         try:
             cost.chain_windows(s.num_frames, window, vae.cfg.temporal_factor)
@@ -406,9 +420,9 @@ def plan(
             f"and the VAE encoding of the {s.num_frames}-frame conditioning clip",
             highlight=False,
         )  # fmt: skip
-    if window is None and s.num_frames > MAX_SINGLE_WINDOW_FRAMES and not images:
+    if window is None and s.num_frames > base.max_frames and chains:
         console.print(
-            f"note: kinema generate makes clips over {MAX_SINGLE_WINDOW_FRAMES} frames as a chain of "
+            f"note: kinema generate makes clips over {base.max_frames} frames as a chain of "
             f"{DEFAULT_WINDOW_FRAMES}-frame windows; --chained {(DEFAULT_WINDOW_FRAMES - 1) / fps:g} plans it",
             highlight=False,
         )  # fmt: skip

@@ -80,16 +80,23 @@ DEFAULTS_FILE = "defaults.json"  # optional in any model folder: sampler setting
 class BaseFormat:
     """What a model generates well; the production pipeline generates there, then upsamples in
     time and space (kinema/production). The defaults are kinema-tiny's: 8 fps, trained up to
-    96x64."""
+    96x64 and up to 33 frames, with known-frame reveals."""
 
     fps: float = 8.0
     native_pixels: int = 96 * 64  # a target up to this many pixels is generated as it is
     base_pixels: int = 64 * 64  # a larger one at about this many (its aspect), then upscaled
+    max_frames: int = 33  # the longest clip made in one window; longer ones are chains
+    # known_frames: the model was trained to continue from known latent frames (kinema's one
+    # conditioning mechanism), so it takes pinned images and keyframes, extends clips and
+    # chains windows; a model without it makes at most max_frames, in one window
+    known_frames: bool = True
 
 
 FORMAT_KEYS = tuple(f.name for f in fields(BaseFormat))
-# Wan2.1 generates 16 fps clips at 480p (1.3B) up to 720p (14B)
-WAN_FORMAT = BaseFormat(fps=16.0, native_pixels=1280 * 720, base_pixels=832 * 480)
+# Wan2.1 generates 5 s clips (81 frames at 16 fps) at 480p (1.3B) up to 720p (14B) in one pass,
+# and was never trained with known frames (its I2V models take their images another way)
+WAN_FORMAT = BaseFormat(fps=16.0, native_pixels=1280 * 720, base_pixels=832 * 480, max_frames=81,
+                        known_frames=False)  # fmt: skip
 
 
 def _defaults_file(folder: Path) -> dict:
@@ -111,10 +118,19 @@ def _defaults_file(folder: Path) -> dict:
 
 def base_format(folder: Path) -> BaseFormat:
     """The production base format of a model folder: Wan's for a Wan2.1 folder, kinema-tiny's
-    otherwise, then what its defaults.json says (fps, native_pixels, base_pixels)."""
+    otherwise, then what its defaults.json says (fps, native_pixels, base_pixels, max_frames,
+    known_frames)."""
     base = WAN_FORMAT if model_layout(folder) in ("diffusers", "wan") else BaseFormat()
     given = {k: v for k, v in _defaults_file(folder).items() if k in FORMAT_KEYS}
-    return dataclasses.replace(base, **given)
+    fmt = dataclasses.replace(base, **given)
+    frames = fmt.max_frames
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise CheckpointError(
+            f"{folder / DEFAULTS_FILE}: max_frames must be a whole number of frames, e.g. 81"
+        )
+    if not isinstance(fmt.known_frames, bool):
+        raise CheckpointError(f"{folder / DEFAULTS_FILE}: known_frames must be true or false")
+    return fmt
 
 
 def sampler_defaults(folder: Path) -> dict:

@@ -1,6 +1,7 @@
 """Request checks without a server: uploaded images (type, pixels, that they decode); motion
 strength, taken by a model with a motion input (micro-conditioning) and refused, naming the model,
-by one without it; a worker hands the motion on to the pipeline."""
+by one without it; a worker hands the motion on to the pipeline; a clip longer than the model's
+one window, taken by a model that chains windows and refused by one that cannot."""
 
 import io
 import shutil
@@ -102,3 +103,40 @@ def test_a_prompt_the_safety_policy_refuses_is_a_400_before_any_job():
     error = refused.value
     assert (error.status, error.code, error.param) == (400, "prompt_refused", "prompt")
     assert "violence" in error.message and "nothing was generated" in error.message
+
+
+def test_a_clip_past_the_window_is_refused_by_a_model_that_cannot_chain(tmp_path):
+    """kinema-tiny chains windows past its 33 frames; a model whose defaults.json says it takes
+    no known frames (as Wan2.1's) makes one window of its max_frames, and refuses more, a start
+    image and extensions as a 400 naming what to change, before any job."""
+    import json
+
+    from kinema.checkpoint import CheckpointError
+    from kinema.serve.schemas import ExtendBody
+    from kinema.serve.validation import extension_spec
+
+    tiny = ModelInfo.read("kinema-tiny")
+    assert (tiny.base.max_frames, tiny.takes_known_frames) == (33, True)
+    assert spec(tiny, seconds=8).params["num_frames"] == 65  # a chain of windows
+    one_window = tmp_path / "one-window"
+    one_window.mkdir()
+    for name in ("dit.safetensors", "vae.safetensors"):
+        (one_window / name).symlink_to(MODELS["kinema-tiny"] / name)
+    (one_window / "defaults.json").write_text(json.dumps({"max_frames": 17, "known_frames": False}))
+    info = ModelInfo.read(str(one_window))
+    assert spec(info, seconds=2).params["num_frames"] == 17
+    with pytest.raises(ApiError) as refused:
+        spec(info, seconds=3)
+    error = refused.value
+    assert (error.status, error.param, error.code) == (400, "seconds", "out_of_range")
+    assert "25 frames (3 s at 8 fps)" in error.message
+    assert "one window (17 frames, 2 s at 8 fps)" in error.message
+    assert "at most 2 s" in error.message and "a model that chains windows" in error.message
+    with pytest.raises(ApiError, match="takes no images"):
+        spec(info, input_reference={"image_url": "data:image/png;base64,AAAA"})
+    body = ExtendBody(prompt=PROMPT, seconds="1", video={"id": "video_abc"})
+    with pytest.raises(ApiError, match="extending a video is not supported"):
+        extension_spec(body, "video_abc", {}, info, Limits(), Defaults())
+    (one_window / "defaults.json").write_text(json.dumps({"max_frames": "17"}))
+    with pytest.raises(CheckpointError, match="max_frames must be a whole number"):
+        ModelInfo.read(str(one_window))

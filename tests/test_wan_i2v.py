@@ -2,7 +2,8 @@
 diffusers' WanImageToVideoPipeline, on tiny random models built here (nothing is downloaded): a
 whole sampling run gives its frames from the same noise and image; the CLIP preprocessing equals
 transformers'; an I2V folder loads through kinema.load (either layout), generates from the
-Python API and the CLI, and refuses to run without its image."""
+Python API and the CLI, and refuses to run without its image, in the API, the CLI and the
+server's request validation."""
 
 from __future__ import annotations
 
@@ -200,12 +201,60 @@ def test_a_wan_i2v_model_refuses_to_run_without_its_image(folders, tmp_path):
         pipe(PROMPT, image=picture(1, 32, 32), image_noise=0.1, **kw)
     with pytest.raises(GenerationError, match="cannot extend"):
         pipe.extend(np.zeros((5, 32, 32, 3), np.uint8), PROMPT, seconds=0.5)
+    with pytest.raises(GenerationError, match=r"one window \(81 frames, 10 s at 8 fps\)"):
+        pipe(PROMPT, image=picture(1, 32, 32), num_frames=85, width=32, height=32, steps=1)
 
     out = tmp_path / "none.mp4"
     result = run_kinema("generate", PROMPT, "--model", str(folder), "--steps", "1", "--size",
                         "32x32", "--seconds", "1", "--no-c2pa", "-o", str(out), cwd=tmp_path)  # fmt: skip
     assert_user_error(result, "image-to-video", "--image")
     assert not any(tmp_path.glob("none*"))  # no partial output
+
+
+def test_the_server_knows_a_wan_i2v_model_needs_its_image(folders):
+    """Request validation reads from the folder's config, without loading weights, that an I2V
+    model needs its first frame and an FLF2V one a last frame too (which this API cannot take),
+    and refuses what the worker would."""
+    pytest.importorskip("fastapi")
+    import base64
+    import io
+
+    from kinema.serve.config import Defaults, Limits
+    from kinema.serve.errors import ApiError
+    from kinema.serve.schemas import ExtendBody
+    from kinema.serve.validation import ModelInfo, extension_spec, job_spec
+
+    buffer = io.BytesIO()
+    Image.fromarray(picture(1, 32, 32)).save(buffer, format="PNG")
+    png = buffer.getvalue()
+    start = {"image_url": "data:image/png;base64," + base64.b64encode(png).decode()}
+
+    def spec(info, upload=None, **fields):
+        fields = {"prompt": PROMPT, "size": "32x32", "seconds": "1", **fields}
+        return job_spec(fields, info, Limits(), Defaults(), upload)
+
+    i2v = ModelInfo.read(str(folders["i2v"][0]))
+    assert (i2v.images_needed, i2v.takes_known_frames, i2v.base.max_frames) == (1, False, 81)
+    with pytest.raises(ApiError) as refused:
+        spec(i2v)
+    error = refused.value
+    assert (error.status, error.param, error.code) == (400, "input_reference", "invalid_value")
+    assert "image-to-video model: it needs input_reference, the first frame" in error.message
+    for made in (spec(i2v, input_reference=start), spec(i2v, upload=png)):
+        assert made.params["input_reference"]["size"] == "32x32" and made.inputs
+    with pytest.raises(ApiError, match="leave image_noise out or at 0"):
+        spec(i2v, input_reference=start, image_noise=0.1)
+    with pytest.raises(ApiError, match=r"one window \(81 frames, 5 s at 16 fps\)"):
+        spec(i2v, input_reference=start, seconds="6", fps=16)
+    body = ExtendBody(prompt=PROMPT, seconds="1", video={"id": "video_abc"})
+    with pytest.raises(ApiError, match="extending a video is not supported"):
+        extension_spec(body, "video_abc", {}, i2v, Limits(), Defaults())
+
+    flf2v = ModelInfo.read(str(folders["flf2v"][0]))
+    assert flf2v.images_needed == 2
+    with pytest.raises(ApiError, match="needs a first and a last frame") as refused:
+        spec(flf2v, input_reference=start)
+    assert (refused.value.param, refused.value.code) == ("input_reference", "unsupported")
 
 
 @torch.inference_mode()

@@ -1,7 +1,8 @@
 """Wan2.1 in kinema's own classes against diffusers' implementation, on tiny random models built
 here (nothing is downloaded): the transformer and the VAE give the same numbers from the same
 weights, a whole sampling run gives WanPipeline's frames from the same noise, Wan folders in
-the diffusers and the original layout load to the same model, and `kinema generate` runs one."""
+the diffusers and the original layout load to the same model, and `kinema generate` runs one.
+A Wan T2V clip is one window of up to 81 frames: longer ones are refused, never chained."""
 
 from __future__ import annotations
 
@@ -269,9 +270,61 @@ def test_cli_generates_from_a_diffusers_folder(diffusers_folder, tmp_path):
     assert frames.shape == (9, 32, 32, 3) and fps == 8
 
 
+def test_a_wan_t2v_clip_is_one_window_of_up_to_81_frames(diffusers_folder):
+    """Wan2.1 T2V makes 81 frames in one pass and was never trained with known frames: a clip
+    past 33 frames (kinema-tiny's window) is still one window, a longer one than 81 is refused
+    rather than chained, and so are the modes that need known frames."""
+    import kinema
+    from kinema.pipeline.text_to_video import GenerationError
+
+    folder, _ = diffusers_folder
+    pipe = kinema.load(folder)
+    assert (pipe.base.max_frames, pipe.takes_known_frames) == (81, False)
+    sampled = []
+    sample = pipe.t2v.sample
+    pipe.t2v.sample = lambda noise, *a, **kw: sampled.append(noise.shape) or sample(noise, *a, **kw)
+    kw = dict(width=32, height=32, steps=1)
+    video = pipe(PROMPT, num_frames=41, **kw)
+    assert video.frames.shape == (41, 32, 32, 3) and video.metadata["mode"] == "text-to-video"
+    assert "window_starts" not in video.metadata and len(sampled) == 1  # one window, no chain
+    with pytest.raises(GenerationError, match=r"more than .* in one window \(81 frames, 5 s at 16"):
+        pipe(PROMPT, seconds=6, fps=16, **kw)
+    with pytest.raises(GenerationError, match="no --hierarchical"):
+        pipe(PROMPT, seconds=1, hierarchical=True, **kw)
+    still = np.zeros((32, 32, 3), np.uint8)
+    with pytest.raises(GenerationError, match="takes no images"):
+        pipe(PROMPT, seconds=1, image=still, **kw)
+    with pytest.raises(GenerationError, match="takes no images"):
+        pipe(PROMPT, seconds=1, keyframes={0.5: still}, **kw)
+    with pytest.raises(GenerationError, match="cannot extend"):
+        pipe.extend(np.zeros((5, 32, 32, 3), np.uint8), PROMPT, seconds=0.5)
+    assert len(sampled) == 1  # every refusal came before any work
+    assert kinema.load().base.max_frames == 33  # kinema-tiny still chains past 33 (test_modes)
+
+
+def test_cli_refuses_a_wan_clip_longer_than_its_window(diffusers_folder, tmp_path):
+    from cli_helpers import assert_user_error, run_kinema
+
+    folder, _ = diffusers_folder
+    out = tmp_path / "long.mp4"
+    result = run_kinema("generate", PROMPT, "--model", str(folder), "--steps", "1", "--size",
+                        "32x32", "--seconds", "6", "--fps", "16", "--no-c2pa", "-o", str(out),
+                        cwd=tmp_path)  # fmt: skip
+    assert_user_error(result, "97 frames", "one window (81 frames, 5 s at 16 fps)", "--seconds")
+    assert not any(tmp_path.glob("long*"))  # no output, not even a partial one
+    # kinema plan: the same limit, and no chain to plan
+    planned = run_kinema("plan", "--model", str(folder), "--size", "32x32", "--seconds", "6",
+                         "--fps", "16", cwd=tmp_path)  # fmt: skip
+    assert_user_error(planned, "one window (81 frames")
+    chained = run_kinema("plan", "--model", str(folder), "--size", "32x32", "--seconds", "4",
+                         "--fps", "16", "--chained", "1", cwd=tmp_path)  # fmt: skip
+    assert_user_error(chained, "--chained", "cannot chain windows")
+
+
 def test_the_server_checks_requests_against_a_wan_folder(diffusers_folder):
-    """A Wan folder as the served model: sizes checked with its 8x VAE and 2x2 patches, and a
-    request without steps or guidance gets Wan's recommended ones."""
+    """A Wan folder as the served model: sizes checked with its 8x VAE and 2x2 patches, a
+    request without steps or guidance gets Wan's recommended ones, and a clip longer than its
+    one window or with a start image is refused before any job."""
     pytest.importorskip("fastapi")
     from kinema.serve.config import Defaults, Limits
     from kinema.serve.errors import ApiError
@@ -284,6 +337,22 @@ def test_the_server_checks_requests_against_a_wan_folder(diffusers_folder):
     assert job_spec({"prompt": PROMPT, "steps": 3}, info, Limits(), Defaults()).params["steps"] == 3
     with pytest.raises(ApiError, match="multiple of 16"):
         job_spec({"prompt": PROMPT, "size": "40x48"}, info, Limits(), Defaults())
+
+    # one window of up to 81 frames (5 s at Wan's 16 fps, 10 s at 8), refused past it, not chained
+    def spec(**fields):
+        fields = {"prompt": PROMPT, "size": "32x32", "fps": 16, **fields}
+        return job_spec(fields, info, Limits(), Defaults())
+
+    assert spec(seconds="5").params["num_frames"] == 81
+    with pytest.raises(ApiError) as refused:
+        spec(seconds="6")
+    error = refused.value
+    assert (error.status, error.param, error.code) == (400, "seconds", "out_of_range")
+    assert "one window (81 frames, 5 s at 16 fps)" in error.message and "chain" in error.message
+    # a start image needs known frames, which Wan2.1 T2V was not trained with
+    with pytest.raises(ApiError, match="takes no images") as refused:
+        spec(input_reference={"image_url": "data:image/png;base64,AAAA"})
+    assert (refused.value.param, refused.value.code) == ("input_reference", "unsupported")
 
 
 def test_plan_costs_a_wan_folder_without_loading_it(diffusers_folder, tmp_path):

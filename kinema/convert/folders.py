@@ -126,24 +126,32 @@ def _header_shapes(files: list[Path], where: Path) -> dict[str, torch.Tensor]:
     return shapes
 
 
+def wan_dit_config(folder: str | Path) -> DiTConfig:
+    """The transformer config of a Wan2.1 folder (T2V, I2V or FLF2V: see wan_i2v.wan_images),
+    from its config file and weight headers only (the server checks requests with it)."""
+    folder = Path(folder)
+    layout = model_layout(folder)
+    if layout == "diffusers":
+        _check_diffusers(folder)
+        return dit_config_from_diffusers(_read_json(folder / "transformer" / "config.json"))
+    if layout == "wan":
+        shapes = strip_prefix(_header_shapes(_shards(folder), folder))
+        return dit_config_from_wan(_read_json(folder / "config.json"), shapes)
+    raise CheckpointError(f"{folder} is not a Wan2.1 folder (diffusers or original layout)")
+
+
 def wan_configs(folder: str | Path) -> tuple[DiTConfig, WanVAEConfig, int]:
     """(transformer config, VAE config, text encoder bytes) of a Wan2.1 folder, reading configs
     and weight headers only (`kinema plan` costs a 14B model without loading it). The text
     encoder's bytes are its files' (kinema keeps it in its file's dtype)."""
     folder = Path(folder)
-    layout = model_layout(folder)
-    if layout == "diffusers":
-        _check_diffusers(folder)
-        dit = dit_config_from_diffusers(_read_json(folder / "transformer" / "config.json"))
+    dit = wan_dit_config(folder)
+    if model_layout(folder) == "diffusers":
         vae = vae_config_from_diffusers(_read_json(folder / "vae" / "config.json"))
         text = sum(f.stat().st_size for f in (folder / "text_encoder").glob("*.safetensors"))
-    elif layout == "wan":
-        shapes = strip_prefix(_header_shapes(_shards(folder), folder))
-        dit = dit_config_from_wan(_read_json(folder / "config.json"), shapes)
+    else:
         vae = vae_config_from_state(_read_pth(folder / WAN_VAE_FILE))
         text = (folder / WAN_T5_FILE).stat().st_size if (folder / WAN_T5_FILE).is_file() else 0
-    else:
-        raise CheckpointError(f"{folder} is not a Wan2.1 folder (diffusers or original layout)")
     return dit, vae, text
 
 

@@ -11,6 +11,10 @@ A window after the first is conditioned on the tail of the clip so far: its last
 
 Hierarchical: a first pass makes keyframes at a low frame rate (the model takes fps as an input),
 then a chain at the full rate pins every keyframe and fills the frames between them.
+
+How long one window may be is the model's (kinema.models.BaseFormat.max_frames: kinema-tiny's
+33, Wan2.1's 81). A model never trained with known frames (Wan2.1) cannot chain: a longer clip
+is refused (check_single_window) rather than stitched from windows it cannot continue.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from kinema.pipeline.text_to_video import GenerationError, GenerationSettings, T
 
 DEFAULT_WINDOW_FRAMES = 17
 DEFAULT_OVERLAP_LATENTS = 2
-MAX_SINGLE_WINDOW_FRAMES = 33  # longest clip the default model was trained on in one piece
 KEYFRAME_STRIDE = 8  # hierarchical: one keyframe every 8 frames (the model's 1 fps at 8 fps)
 
 # (window index, windows in all, step, steps) -> None
@@ -168,23 +171,39 @@ def generate_long(
     return rest
 
 
+def check_single_window(num_frames: int, fps: float, max_frames: int, model: str) -> None:
+    """A model that cannot chain windows (it takes no known frames) makes at most max_frames in
+    its one window: refuse a longer clip, saying what fits, before any work."""
+    if num_frames <= max_frames:
+        return
+    most = (max_frames - 1) / fps
+    raise GenerationError(
+        f"{num_frames} frames ({(num_frames - 1) / fps:g} s at {fps:g} fps) is more than {model} "
+        f"makes in one window ({max_frames} frames, {most:g} s at {fps:g} fps), and it cannot "
+        f"chain windows (it takes no known frames): ask for at most {most:g} s (seconds=, "
+        "--seconds), a lower fps (fps=, --fps), or a model that chains windows, such as kinema-tiny"
+    )
+
+
 def generate_hierarchical(
     t2v: TextToVideo,
     prompt: str,
     settings: GenerationSettings,
+    max_frames: int,
     chain: ChainSettings = ChainSettings(),
     callback: ChainCallback | None = None,
 ) -> tuple[Chain, np.ndarray]:
     """Keyframes at fps / 8 over the whole clip first, then the full-rate chain between them.
-    Returns the chain and the keyframe clip."""
+    max_frames: the model's longest single window (the keyframes are one). Returns the chain
+    and the keyframe clip."""
     if not t2v.dit.cfg.micro_conditioning:
         raise GenerationError("hierarchical generation needs a model with an fps input")
     n_key = 1 + math.ceil((settings.num_frames - 1) / KEYFRAME_STRIDE)
     n_key = 1 + 4 * math.ceil((n_key - 1) / 4)  # the VAE takes 1 + 4k frames
-    if n_key > MAX_SINGLE_WINDOW_FRAMES:
+    if n_key > max_frames:
         raise GenerationError(
             f"{settings.num_frames} frames need {n_key} keyframes, more than one pass makes "
-            f"({MAX_SINGLE_WINDOW_FRAMES}); use a chain without --hierarchical"
+            f"({max_frames}); use a chain without --hierarchical"
         )
     key_settings = dataclasses.replace(
         settings, num_frames=n_key, fps=settings.fps / KEYFRAME_STRIDE
@@ -218,6 +237,7 @@ __all__ = [
     "Chain",
     "ChainSettings",
     "ConditioningError",
+    "check_single_window",
     "extend_frames",
     "generate_hierarchical",
     "generate_long",

@@ -2,8 +2,11 @@
 
 The model's own rules (sizes the VAE and patching can take, frame counts, guidance range) come
 from `check_settings`, read from the served model's weight headers without loading any weights;
-the server's limits (config.Limits) come on top. Uploaded images are checked here too (type,
-size, that they decode), so that what reaches a worker is something the pipeline takes.
+the server's limits (config.Limits) come on top. So do the model's conditioning rules, as
+kinema.api.Pipeline applies them: a Wan2.1 model makes one window of at most its max_frames and
+takes no known frames (no start image for T2V, no extensions), and a Wan2.1 I2V model needs its
+start image. Uploaded images are checked here too (type, size, that they decode), so that what
+reaches a worker is something the pipeline takes.
 """
 
 from __future__ import annotations
@@ -22,16 +25,18 @@ from pydantic import BaseModel, ValidationError
 from safetensors import safe_open
 
 from kinema.backends.diffusers_pipeline import is_diffusers_model, pipeline_format
-from kinema.convert.folders import model_layout
+from kinema.convert.folders import model_layout, wan_dit_config
 from kinema.dit.transformer import DiTConfig
 from kinema.models import BaseFormat, base_format, resolve_model, sampler_defaults
 from kinema.pipeline.conditioning import FIT_MODES
+from kinema.pipeline.long_clip import check_single_window
 from kinema.pipeline.text_to_video import (
     GenerationError,
     GenerationSettings,
     check_prompt,
     check_settings,
 )
+from kinema.pipeline.wan_i2v import wan_images
 from kinema.production.policy import PromptRefused, check_prompt_safety
 from kinema.production.produce import ProductionSettings, output_frames
 from kinema.production.produce import base_format as production_base
@@ -86,13 +91,9 @@ class ModelInfo:
         folder = resolve_model(model)
         layout = model_layout(folder)
         defaults = sampler_defaults(folder)
-        if layout in ("diffusers", "wan"):  # Wan2.1: an 8x, 4x VAE; the patch from its config
-            config = folder / (
-                "transformer/config.json" if layout == "diffusers" else "config.json"
-            )
-            patch = tuple(json.loads(config.read_text()).get("patch_size", (1, 2, 2)))
+        if layout in ("diffusers", "wan"):  # Wan2.1: an 8x, 4x VAE; the transformer's config
             vae = SimpleNamespace(spatial_factor=8, temporal_factor=4)
-            dit = DiTConfig(patch=patch)
+            dit = wan_dit_config(folder)  # its patch, and the images an I2V model needs
             return cls(model, SimpleNamespace(cfg=vae), SimpleNamespace(cfg=dit), defaults,
                        base_format(folder))  # fmt: skip
         configs = {}
@@ -107,6 +108,18 @@ class ModelInfo:
     def has_motion(self) -> bool:
         """The model has a motion-strength input (micro-conditioning), so `motion` is taken."""
         return bool(self.dit.cfg.micro_conditioning)
+
+    @property
+    def images_needed(self) -> int:
+        """Images the model's transformer is conditioned on, and so needs: 0, 1 (Wan2.1 I2V: the
+        first frame) or 2 (FLF2V: the first and the last)."""
+        return wan_images(self.dit.cfg)
+
+    @property
+    def takes_known_frames(self) -> bool:
+        """As kinema.api.Pipeline.takes_known_frames: a start image at frame 0, extensions and
+        chains of windows for clips longer than base.max_frames."""
+        return self.base.known_frames and not self.images_needed
 
 
 @dataclass(frozen=True)
@@ -295,6 +308,48 @@ def _check_settings(settings: GenerationSettings, info: ModelInfo) -> None:
         ) from None
 
 
+def _one_window(settings: GenerationSettings, info: ModelInfo) -> None:
+    """A model that cannot chain windows refuses a clip longer than its one window."""
+    if info.takes_known_frames:
+        return
+    try:
+        check_single_window(settings.num_frames, settings.fps, info.base.max_frames, info.name)
+    except GenerationError as e:
+        raise ApiError(400, str(e), param="seconds", code="out_of_range") from None
+
+
+def _check_start_image(body, upload: bytes | None, info: ModelInfo) -> None:
+    """The start image a model needs (Wan2.1 I2V) or cannot take (Wan2.1 T2V), before it is
+    decoded; the worker would refuse the same (kinema.api.Pipeline.pinned_images)."""
+    given = upload is not None or body.input_reference is not None
+    if info.images_needed == 2:
+        raise ApiError(400, f"{info.name} is a Wan2.1 first-last-frame model: it needs a first "
+                       "and a last frame, and this API takes one image (input_reference); serve "
+                       "a Wan2.1 I2V or T2V model, or run this one with kinema generate --image "
+                       "--last-image", param="input_reference", code="unsupported")  # fmt: skip
+    if info.images_needed == 1:
+        if not given:
+            raise ApiError(400, f"{info.name} is a Wan2.1 image-to-video model: it needs "
+                           "input_reference, the first frame (an image file, or image_url as a "
+                           "base64 data URL)", param="input_reference",
+                           code="invalid_value")  # fmt: skip
+        if body.image_noise:
+            raise unsupported("image_noise", "image_noise", info.name, "it takes its image "
+                              "through the transformer's input, not as a known frame; leave "
+                              "image_noise out or at 0")  # fmt: skip
+    elif given and not info.takes_known_frames:
+        raise unsupported("input_reference", "input_reference", info.name, "it takes no images "
+                          "(it was not trained with known frames); send the prompt alone, or "
+                          "serve an image-to-video model")  # fmt: skip
+
+
+def _check_extendable(info: ModelInfo) -> None:
+    if not info.takes_known_frames:
+        raise unsupported("video", "extending a video", info.name, "it continues from no known "
+                          "frames (it was not trained with them); extend with a model that "
+                          "takes them, such as kinema-tiny")  # fmt: skip
+
+
 def _motion(value: float | None, info: ModelInfo) -> float | None:
     if value is None:
         return None
@@ -383,6 +438,8 @@ def job_spec(
         seconds, base_fps, width=base_width, height=base_height, motion=motion, **sampler
     )
     _check_settings(settings, info)
+    _one_window(settings, info)
+    _check_start_image(body, upload, info)
     reference, inputs = _input_reference(body, upload, limits)  # last: it decodes the image
     params = {
         "width": width, "height": height, "num_frames": output_frames(target, info.base),
@@ -399,6 +456,7 @@ def uploaded_source(data: bytes, body, info: ModelInfo, limits: Limits, defaults
     image may be, are refused before they are kept."""
     from kinema.io.video import VideoError, probe_video
 
+    _check_extendable(info)  # before decoding what it cannot extend
     most = int(limits.max_extended_seconds * limits.max_fps) + 1
     try:
         clip = probe_video(io.BytesIO(data), most, MAX_IMAGE_PIXELS)
@@ -428,6 +486,7 @@ def extension_spec(
     its size, fps and (unless the body says otherwise) sampler settings and seed. num_frames is
     the whole clip, the source's frames followed by the new ones (as `pipe.extend` makes it).
     source_id None: an uploaded video (`uploaded_source`), fitted to its size with its `fit`."""
+    _check_extendable(info)
     if source_id is not None:
         for name in ("size", "fit"):
             if getattr(body, name) is not None:
