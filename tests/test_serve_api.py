@@ -1,5 +1,6 @@
 """The HTTP API against a real `kinema serve` (one worker), with the official openai package as
-the client: create_and_poll (from text, and from a start image), retrieve, list,
+the client: create_and_poll (from text, from a start image, and from a first and a last image),
+retrieve, list,
 download_content (every variant), remix, extend, delete; auth, limits and metrics."""
 
 import base64
@@ -260,6 +261,63 @@ def test_image_to_video_from_an_upload_and_from_a_data_url(server):
     assert psnr(frames[0], image) >= 26  # the remix starts from the same image
 
 
+END_PROMPT = "a large blue square moving left on a gray background"  # the last image's scene
+
+
+def test_first_and_last_frames_from_uploads_and_their_remix(server):
+    image, png = world_image()
+    end, end_png = world_image(END_PROMPT)
+    files = {"input_reference": ("start.png", png, "image/png"),
+             "last_reference": ("end.png", end_png, "image/png")}  # fmt: skip
+    fields = {"prompt": IMAGE_PROMPT, "seconds": "1", "steps": "2"}
+    created = httpx.post(f"{server.api}/videos", data=fields, files=files,
+                         headers={"Authorization": "Bearer k1"})  # fmt: skip
+    assert created.status_code == 200, created.text
+    videos = client(server).videos
+    done = within(120, videos.poll, created.json()["id"], poll_interval_ms=100)
+    assert done.status == "completed", done.error
+    last_info = {"size": "64x64", "fit": "crop", "image_noise": 0.0}
+    assert done.model_extra["last_reference"] == last_info
+    frames, _, _ = _download(server, done.id, "first-last.mp4")
+    assert frames.shape == (9, 64, 64, 3)
+    assert psnr(frames[0], image) >= 26 and psnr(frames[-1], end) >= 26  # after H.264
+    stored = sorted(p.name for p in (server.data_dir / "videos" / done.id).glob("*.png"))
+    assert stored == ["input.png", "last.png"]  # both kept with the job
+
+    remix = within(120, videos.poll, videos.remix(done.id, prompt=IMAGE_PROMPT).id)
+    assert remix.status == "completed" and remix.model_extra["last_reference"]["size"] == "64x64"
+    frames, _, _ = _download(server, remix.id, "first-last-remix.mp4")
+    assert psnr(frames[0], image) >= 26 and psnr(frames[-1], end) >= 26  # the same two images
+
+
+_NOT_AN_IMAGE = ("invalid_file_type", "must be a PNG, JPEG or WebP image")
+
+
+@pytest.mark.parametrize(
+    "files, body, code, words",
+    [
+        ({"last_reference": _png()}, {}, "invalid_value", "needs input_reference too"),
+        ({"input_reference": _png(), "last_reference": b"not an image"}, {}, *_NOT_AN_IMAGE),
+        ({}, {"input_reference": _png(), "last_reference": b"text"}, *_NOT_AN_IMAGE),
+    ],
+)
+def test_last_reference_needs_a_start_image_and_is_checked_as_one(server, files, body, code, words):
+    """files: multipart uploads; body: JSON data URLs."""
+    headers = {"Authorization": "Bearer k1"}
+    if files:
+        uploads = {k: (f"{k}.png", v, "image/png") for k, v in files.items()}
+        refused = httpx.post(f"{server.api}/videos", files=uploads, headers=headers,
+                             data={"prompt": PROMPT, **TINY})  # fmt: skip
+    else:
+        urls = {k: {"image_url": "data:image/png;base64," + base64.b64encode(v).decode()}
+                for k, v in body.items()}  # fmt: skip
+        refused = httpx.post(f"{server.api}/videos", json={"prompt": PROMPT, **urls, **TINY},
+                             headers=headers)  # fmt: skip
+    error = refused.json()["error"]
+    assert refused.status_code == 400 and error["param"] == "last_reference", error
+    assert error["code"] == code and words in error["message"], error
+
+
 @pytest.mark.parametrize(
     "reference, param, code",
     [
@@ -389,6 +447,24 @@ def test_json_body_upload_limit(server):
     assert wrong_type.status_code == 415
 
 
+def test_two_images_each_within_the_upload_limit_fit_in_one_request(server):
+    """--max-upload-mb is per image: a start and a last image of nearly 1 MB each are taken."""
+    rng = np.random.default_rng(0)
+    noise = []
+    for _ in range(2):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (550, 550, 3), np.uint8)).save(buffer, format="PNG")
+        noise.append(buffer.getvalue())
+    assert 0.8 * 2**20 < len(noise[0]) < 2**20  # the server's limit is 1 MB
+    files = {"input_reference": ("a.png", noise[0], "image/png"),
+             "last_reference": ("b.png", noise[1], "image/png")}  # fmt: skip
+    created = httpx.post(f"{server.api}/videos", data={"prompt": PROMPT, **TINY}, files=files,
+                         headers={"Authorization": "Bearer k1"})  # fmt: skip
+    assert created.status_code == 200, created.text
+    assert created.json()["last_reference"]["size"] == "550x550"
+    client(server).videos.delete(created.json()["id"])
+
+
 def test_too_many_queued_jobs_per_key_is_429(server):
     videos = client(server, "k3").videos
     made = [
@@ -430,6 +506,9 @@ def test_metrics_and_openapi(server, finished):
     spec = httpx.get(f"{server.url}/openapi.json").json()
     create = spec["paths"]["/v1/videos"]["post"]
     assert {"application/json", "multipart/form-data"} <= set(create["requestBody"]["content"])
+    form = create["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    file_field = {"type": "string", "format": "binary"}
+    assert form["last_reference"] == form["input_reference"] == file_field
     assert "422" not in create["responses"] and "429" in create["responses"]
     assert {"/v1/videos/{video_id}/content", "/v1/videos/{video_id}/remix",
             "/v1/videos/extensions"} <= set(spec["paths"])  # fmt: skip

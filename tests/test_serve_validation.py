@@ -1,14 +1,16 @@
-"""Request checks without a server: uploaded images (type, pixels, that they decode); motion
-strength, taken by a model with a motion input (micro-conditioning) and refused, naming the model,
+"""Request checks without a server: uploaded images (type, pixels, that they decode); a last
+image (last_reference), taken as the start image is and only beside it; motion strength, taken
+by a model with a motion input (micro-conditioning) and refused, naming the model,
 by one without it; a worker hands the motion on to the pipeline; a clip longer than the model's
 one window, taken by a model that chains windows and refused by one that cannot."""
 
+import base64
 import io
 import shutil
 
 import pytest
 import torch
-from serve_helpers import PROMPT
+from serve_helpers import IMAGE_PROMPT, PROMPT, world_image
 
 pytest.importorskip("sqlalchemy")
 
@@ -64,6 +66,65 @@ def test_images_are_checked_before_they_reach_a_worker():
 def spec(info: ModelInfo, **fields):
     return job_spec({"prompt": PROMPT, "steps": 1, "seconds": 1, **fields}, info, Limits(),
                     Defaults())  # fmt: skip
+
+
+def data_url(data: bytes) -> dict:
+    return {"image_url": "data:image/png;base64," + base64.b64encode(data).decode()}
+
+
+END_PROMPT = "a large blue square moving left on a gray background"
+
+
+def test_a_last_image_is_taken_as_the_start_image_is_and_only_beside_it():
+    """last_reference, an upload or a data URL, gets input_reference's checks and is kept as its
+    own file (last.png beside input.png) with an entry of its own in the job's params."""
+    from PIL import Image
+
+    tiny = ModelInfo.read("kinema-tiny")
+    _, first = world_image()
+    end, last = world_image(END_PROMPT)
+    made = spec(tiny, prompt=IMAGE_PROMPT, input_reference=data_url(first),
+                last_reference=data_url(last), fit="pad")  # fmt: skip
+    assert made.params["last_reference"] == {
+        "file": "last.png", "size": "64x64", "fit": "pad", "image_noise": 0.0,
+    }  # fmt: skip
+    assert made.params["input_reference"]["file"] == "input.png"
+    assert made.inputs == {"input.png": first, "last.png": last}
+    jpeg = encoded(Image.fromarray(end), "JPEG")
+    fields = {"prompt": IMAGE_PROMPT, "seconds": 1}
+    uploaded = job_spec(fields, tiny, Limits(), Defaults(), upload=first, last_upload=jpeg)
+    assert uploaded.params["last_reference"]["file"] == "last.jpg"
+    assert uploaded.inputs == {"input.png": first, "last.jpg": jpeg}
+    assert spec(tiny).params["last_reference"] is None
+
+    start = data_url(first)
+    noise = encoded(Image.effect_noise((128, 96), 60).convert("RGB"), "PNG")
+    cases = [
+        ({"last_reference": data_url(last)}, None, "last_reference", "invalid_value",
+         "needs input_reference too"),
+        ({"input_reference": start, "last_reference": data_url(b"not an image")}, None,
+         "last_reference", "invalid_file_type", "PNG, JPEG or WebP"),
+        ({"input_reference": start, "last_reference": {"image_url": "https://example.com/e.png"}},
+         None, "last_reference.image_url", "unsupported", "cannot download"),
+        ({"input_reference": start, "last_reference": {"file_id": "file_1"}}, None,
+         "last_reference.file_id", "unsupported", "no files API"),
+        ({"input_reference": start, "last_reference": data_url(noise)},
+         Limits(max_upload_bytes=2 * len(first)), "last_reference.image_url", "file_too_large",
+         "the limit"),
+        ({"input_reference": start, "last_reference": data_url(last), "seconds": 0}, None,
+         "seconds", "out_of_range", "more than one frame"),
+    ]  # fmt: skip
+    assert len(noise) > 2 * len(first)
+    for images, limits, param, code, words in cases:
+        with pytest.raises(ApiError) as refused:
+            job_spec({"prompt": PROMPT, "seconds": 1, **images}, tiny, limits or Limits(),
+                     Defaults())  # fmt: skip
+        error = refused.value
+        assert (error.param, error.code) == (param, code), error.message
+        assert error.status in (400, 413) and words in error.message, error.message
+    with pytest.raises(ApiError, match="last_reference is given twice"):
+        job_spec({**fields, "last_reference": data_url(last)}, tiny, Limits(), Defaults(),
+                 upload=first, last_upload=last)  # fmt: skip
 
 
 def test_motion_is_refused_naming_a_model_without_a_motion_input():
@@ -134,6 +195,10 @@ def test_a_clip_past_the_window_is_refused_by_a_model_that_cannot_chain(tmp_path
     assert "at most 2 s" in error.message and "a model that chains windows" in error.message
     with pytest.raises(ApiError, match="takes no images"):
         spec(info, input_reference={"image_url": "data:image/png;base64,AAAA"})
+    with pytest.raises(ApiError, match="without input_reference or last_reference") as refused:
+        spec(info, input_reference={"image_url": "data:image/png;base64,AAAA"},
+             last_reference={"image_url": "data:image/png;base64,AAAA"})  # fmt: skip
+    assert (refused.value.param, refused.value.code) == ("input_reference", "unsupported")
     body = ExtendBody(prompt=PROMPT, seconds="1", video={"id": "video_abc"})
     with pytest.raises(ApiError, match="extending a video is not supported"):
         extension_spec(body, "video_abc", {}, info, Limits(), Defaults())

@@ -1,10 +1,12 @@
 """Workers: a job survives its worker being killed or stalled mid-job and completes exactly once;
 cancellation stops a running job; shutdown hands the job back; input files (a start image, a
-clip to extend) are found in the shared data directory, and a missing one fails only its job."""
+clip to extend) are found in the shared data directory, and a missing one fails only its job; a
+first-and-last-frame job, stored as the API stores it, is made after a restart."""
 
 import os
 import signal
 import threading
+import time
 
 import pytest
 from serve_helpers import IMAGE_PROMPT, PROMPT, psnr, stop, wait_for, worker, world_image
@@ -170,6 +172,41 @@ def test_input_files_from_the_data_directory(running_worker, tmp_path):
     assert failed.error_code == "invalid_settings" and "cannot read image" in failed.error_message
     nxt = store.create("alice", "kinema-tiny", PROMPT, params(steps=2, frames=5))
     wait_for(lambda: store.get(nxt.id).status == COMPLETED, 60, "the next job")
+
+
+def test_a_first_and_last_frame_job_is_made_after_a_restart(tmp_path, pipe):
+    """Services.submit stores last_reference as it stores input_reference: a file beside the
+    job (last.png) and an entry in its params. After the API and the worker that claimed the job
+    are gone, a fresh store and worker make it, starting and ending on the images."""
+    from kinema.serve.app import Services
+    from kinema.serve.config import ServeConfig
+
+    first, first_png = world_image()
+    last, last_png = world_image("a large blue square moving left on a gray background")
+    config = ServeConfig(data_dir=tmp_path, lease_seconds=0.5)
+    services = Services.build(config)
+    fields = {"prompt": IMAGE_PROMPT, "seconds": "1", "steps": 2, "seed": 1}
+    job = services.submit("alice", fields, first_png, last_png)
+    missing = services.submit("alice", fields, first_png, last_png)
+    assert job.params["last_reference"]["file"] == "last.png"
+    assert (tmp_path / "videos" / job.id / "last.png").read_bytes() == last_png
+    assert services.store.claim("gone", ["kinema-tiny"]).job.id == job.id  # then it dies
+    services.store.close()
+    Storage(tmp_path).input_path(missing.id, "last.png").unlink()
+    time.sleep(0.6)  # its lease runs out
+
+    store = JobStore(config.db_url, lease_seconds=5.0)
+    assert Worker(store, tmp_path, pipeline=pipe).run(max_jobs=2) == 2
+    done = store.get(job.id)
+    assert done.status == COMPLETED and done.attempts == 2, done.error_message
+    frames, _, _ = read_video(Storage(tmp_path).path(job.id, done.output, "video"))
+    assert frames.shape == (9, 64, 64, 3)
+    assert psnr(frames[0], first) >= 26 and psnr(frames[-1], last) >= 26  # after H.264
+    assert psnr(frames[-1], first) < 20  # it ends on the last image, not the first held
+    failed = store.get(missing.id)
+    assert failed.status == FAILED and failed.error_code == "invalid_settings"
+    assert "cannot read image" in failed.error_message
+    store.close()
 
 
 # ----------------------------------------------------------------------------- production marks

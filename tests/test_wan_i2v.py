@@ -3,7 +3,8 @@ diffusers' WanImageToVideoPipeline, on tiny random models built here (nothing is
 whole sampling run gives its frames from the same noise and image; the CLIP preprocessing equals
 transformers'; an I2V folder loads through kinema.load (either layout), generates from the
 Python API and the CLI, and refuses to run without its image, in the API, the CLI and the
-server's request validation."""
+server's request validation, which takes an FLF2V model's two images (input_reference and
+last_reference)."""
 
 from __future__ import annotations
 
@@ -213,8 +214,8 @@ def test_a_wan_i2v_model_refuses_to_run_without_its_image(folders, tmp_path):
 
 def test_the_server_knows_a_wan_i2v_model_needs_its_image(folders):
     """Request validation reads from the folder's config, without loading weights, that an I2V
-    model needs its first frame and an FLF2V one a last frame too (which this API cannot take),
-    and refuses what the worker would."""
+    model needs its first frame (and takes no last one) and an FLF2V one a last frame too, and
+    refuses what the worker would."""
     pytest.importorskip("fastapi")
     import base64
     import io
@@ -224,14 +225,18 @@ def test_the_server_knows_a_wan_i2v_model_needs_its_image(folders):
     from kinema.serve.schemas import ExtendBody
     from kinema.serve.validation import ModelInfo, extension_spec, job_spec
 
-    buffer = io.BytesIO()
-    Image.fromarray(picture(1, 32, 32)).save(buffer, format="PNG")
-    png = buffer.getvalue()
-    start = {"image_url": "data:image/png;base64," + base64.b64encode(png).decode()}
+    def png_of(image: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        return buffer.getvalue()
 
-    def spec(info, upload=None, **fields):
+    png, last_png = png_of(picture(1, 32, 32)), png_of(picture(2, 32, 32))
+    start = {"image_url": "data:image/png;base64," + base64.b64encode(png).decode()}
+    end = {"image_url": "data:image/png;base64," + base64.b64encode(last_png).decode()}
+
+    def spec(info, upload=None, last_upload=None, **fields):
         fields = {"prompt": PROMPT, "size": "32x32", "seconds": "1", **fields}
-        return job_spec(fields, info, Limits(), Defaults(), upload)
+        return job_spec(fields, info, Limits(), Defaults(), upload, last_upload)
 
     i2v = ModelInfo.read(str(folders["i2v"][0]))
     assert (i2v.images_needed, i2v.takes_known_frames, i2v.base.max_frames) == (1, False, 81)
@@ -244,6 +249,9 @@ def test_the_server_knows_a_wan_i2v_model_needs_its_image(folders):
         assert made.params["input_reference"]["size"] == "32x32" and made.inputs
     with pytest.raises(ApiError, match="leave image_noise out or at 0"):
         spec(i2v, input_reference=start, image_noise=0.1)
+    with pytest.raises(ApiError, match="takes the first frame only") as refused:
+        spec(i2v, input_reference=start, last_reference=end)
+    assert (refused.value.param, refused.value.code) == ("last_reference", "unsupported")
     with pytest.raises(ApiError, match=r"one window \(81 frames, 5 s at 16 fps\)"):
         spec(i2v, input_reference=start, seconds="6", fps=16)
     body = ExtendBody(prompt=PROMPT, seconds="1", video={"id": "video_abc"})
@@ -252,9 +260,55 @@ def test_the_server_knows_a_wan_i2v_model_needs_its_image(folders):
 
     flf2v = ModelInfo.read(str(folders["flf2v"][0]))
     assert flf2v.images_needed == 2
-    with pytest.raises(ApiError, match="needs a first and a last frame") as refused:
-        spec(flf2v, input_reference=start)
-    assert (refused.value.param, refused.value.code) == ("input_reference", "unsupported")
+    for made in (spec(flf2v, input_reference=start, last_reference=end),
+                 spec(flf2v, upload=png, last_upload=last_png)):  # fmt: skip
+        assert made.inputs == {"input.png": png, "last.png": last_png}
+        assert made.params["last_reference"] == {
+            "file": "last.png", "size": "32x32", "fit": "crop", "image_noise": 0.0,
+        }  # fmt: skip
+    for given, missing in (({"input_reference": start}, "last_reference"),
+                           ({"last_reference": end}, "input_reference"),
+                           ({}, "input_reference and last_reference")):  # fmt: skip
+        with pytest.raises(ApiError, match=f"first-last-frame .* missing: {missing}$") as why:
+            spec(flf2v, **given)
+        assert (why.value.param, why.value.code) == (missing.split()[0], "invalid_value")
+    with pytest.raises(ApiError, match="leave image_noise out or at 0"):
+        spec(flf2v, input_reference=start, last_reference=end, image_noise=0.1)
+
+
+def test_a_served_flf2v_job_runs_from_both_stored_images(folders, tmp_path):
+    """What validation stores for an FLF2V request (both images as files, their entries in the
+    params) is what a worker needs: the clip is made with the images pinned at its ends."""
+    pytest.importorskip("sqlalchemy")
+    import io
+    import json
+
+    from kinema.io.video import read_video
+    from kinema.serve.config import Defaults, Limits
+    from kinema.serve.jobs import COMPLETED, JobStore
+    from kinema.serve.storage import Storage
+    from kinema.serve.validation import ModelInfo, job_spec
+    from kinema.serve.worker import Worker
+
+    folder = str(folders["flf2v"][0])
+    pngs = []
+    for seed in (1, 2):
+        buffer = io.BytesIO()
+        Image.fromarray(picture(seed, 32, 32)).save(buffer, format="PNG")
+        pngs.append(buffer.getvalue())
+    fields = {"prompt": PROMPT, "size": "32x32", "seconds": "1", "fps": 16, "steps": 2, "seed": 0}
+    spec = job_spec(fields, ModelInfo.read(folder), Limits(), Defaults(), *pngs)
+    store, storage = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}"), Storage(tmp_path)
+    job = store.create("alice", folder, spec.prompt, spec.params)
+    for name, data in spec.inputs.items():
+        storage.put_input(job.id, name, data)
+    Worker(store, tmp_path, model=folder, pipeline=kinema.load(folder), c2pa=False).run(max_jobs=1)
+    done = store.get(job.id)
+    assert done.status == COMPLETED, done.error_message
+    frames, fps, meta = read_video(storage.path(job.id, done.output, "video"))
+    assert frames.shape == (17, 32, 32, 3) and fps == 16
+    assert json.loads(meta["pinned_frames"]) == [0, 16]  # the first and the last frame
+    store.close()
 
 
 @torch.inference_mode()

@@ -1,7 +1,8 @@
 """The HTTP API: the OpenAI Videos API on FastAPI, over the job store.
 
     POST   /v1/videos                  create (multipart as the official SDK sends it, or JSON);
-                                       input_reference: a start image (a file, or a data URL)
+                                       input_reference: a start image (a file, or a data URL),
+                                       last_reference: a last one (with input_reference)
     GET    /v1/videos                  list the key's videos (after, limit, order)
     GET    /v1/videos/{id}             retrieve; `openai-poll-after-ms` while it runs
     DELETE /v1/videos/{id}             delete (cancels it if it is still running)
@@ -13,7 +14,7 @@
 
 The API process never loads the model: requests are checked against the model's configs (read
 from its weight headers) and queued; workers generate. Files a job is made from (a start image,
-the clip to extend) are stored with the job before it is queued (storage.py).
+a last image, the clip to extend) are stored with the job before it is queued (storage.py).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ from kinema.serve.validation import (
 )
 
 _NESTED = re.compile(r"(\w+)\[(\w+)\]")  # multipart spelling of {"video": {"id": ...}}
+IMAGE_FIELDS = ("input_reference", "last_reference")  # the create request's file fields
 
 
 @dataclass
@@ -105,9 +107,14 @@ class Services:
 
     # ------------------------------------------------------------ shared by API and UI
 
-    def submit(self, owner: str, fields: dict, upload: bytes | None = None) -> Job:
-        """A create request's fields, and its uploaded input_reference (if any), as a job."""
-        spec = job_spec(fields, self.model, self.config.limits, self.config.defaults, upload)
+    def submit(
+        self, owner: str, fields: dict, upload: bytes | None = None,
+        last_upload: bytes | None = None,
+    ) -> Job:  # fmt: skip
+        """A create request's fields, and its uploaded input_reference and last_reference (if
+        any), as a job."""
+        spec = job_spec(fields, self.model, self.config.limits, self.config.defaults, upload,
+                        last_upload)  # fmt: skip
         return self._create(owner, spec)
 
     def remix(self, owner: str, source: Job, prompt: str) -> Job:
@@ -161,7 +168,7 @@ class Services:
     def _inputs(self, job: Job) -> dict:
         """{name: path} of the input files a job was made from; 404 once they have expired."""
         p = job.params
-        names = [(p.get("input_reference") or {}).get("file"),
+        names = [*((p.get(f) or {}).get("file") for f in IMAGE_FIELDS),
                  SOURCE_VIDEO if p.get("extend_seconds") else None]  # fmt: skip
         paths = {n: self.storage.input_path(job.id, n) for n in names if n}
         if paths and (job.purged_at is not None or not all(f.is_file() for f in paths.values())):
@@ -190,8 +197,11 @@ class Services:
 
 def video_object(job: Job) -> Video:
     p = job.params
-    reference = p.get("input_reference")
-    image = reference and {k: reference[k] for k in ("size", "fit", "image_noise")}
+    images = {
+        f: InputReferenceInfo(**{k: p[f][k] for k in ("size", "fit", "image_noise")})
+        for f in IMAGE_FIELDS
+        if p.get(f)
+    }
     error = VideoErrorBody(code=job.error_code or "failed", message=job.error_message or "failed")
     return Video(
         id=job.id, status=job.status, progress=100 if job.status == COMPLETED else job.progress,
@@ -204,7 +214,7 @@ def video_object(job: Job) -> Video:
         guidance=p["guidance"], fps=p["fps"], num_frames=p["num_frames"],
         negative_prompt=p["negative_prompt"], solver=p["solver"], telemetry=job.telemetry,
         quality=job.quality, extended_from_video_id=p.get("extended_from"), motion=p.get("motion"),
-        input_reference=InputReferenceInfo(**image) if image else None,
+        input_reference=images.get("input_reference"), last_reference=images.get("last_reference"),
     )  # fmt: skip
 
 
@@ -374,6 +384,7 @@ def create_app(services: Services, ui: bool = False) -> FastAPI:
     limits = config.limits
     # room for the form fields around a file, or for base64 (4/3) in a JSON data URL
     upload_cap = limits.max_upload_bytes * 4 // 3 + 256 * 1024
+    create_cap = len(IMAGE_FIELDS) * limits.max_upload_bytes * 4 // 3 + 256 * 1024  # two images
     app = FastAPI(
         title="kinema", version=kinema.__version__,
         description="Text to video, in the OpenAI Videos API format.",
@@ -416,16 +427,18 @@ def create_app(services: Services, ui: bool = False) -> FastAPI:
 
     @app.post(
         "/v1/videos", response_model=Video, responses=_responses(413, 415, 429),
-        openapi_extra=_request_body(CreateVideoBody, ("input_reference",)),
+        openapi_extra=_request_body(CreateVideoBody, IMAGE_FIELDS),
         summary="Create a video job",
     )  # fmt: skip
     async def create_video(request: Request, who: Owner):
-        fields, files = await read_body(request, upload_cap)
-        unknown = set(files) - {"input_reference"}
+        fields, files = await read_body(request, create_cap)
+        unknown = set(files) - set(IMAGE_FIELDS)
         if unknown:
-            raise ApiError(400, f"unexpected file field {sorted(unknown)[0]!r}",
-                           param=sorted(unknown)[0], code="invalid_value")  # fmt: skip
-        job = await run_in_threadpool(services.submit, who, fields, files.get("input_reference"))
+            raise ApiError(400, f"unexpected file field {sorted(unknown)[0]!r}; files are taken "
+                           f"as {' and '.join(IMAGE_FIELDS)}", param=sorted(unknown)[0],
+                           code="invalid_value")  # fmt: skip
+        job = await run_in_threadpool(services.submit, who, fields, files.get("input_reference"),
+                                      files.get("last_reference"))  # fmt: skip
         return _video_response(job, config)
 
     @app.get(

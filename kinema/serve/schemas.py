@@ -37,6 +37,9 @@ class CreateVideoBody(BaseModel):
     input_reference: ImageReference | None = Field(
         None, description="an image to start from (multipart: an image file)"
     )
+    last_reference: ImageReference | None = Field(
+        None, description="an image to end on, with input_reference (multipart: an image file)"
+    )
     seed: int | None = Field(None, ge=0, description="same seed, same video (default: random)")
     steps: int | None = Field(None, ge=1, description="sampler steps")
     guidance: float | None = Field(None, ge=0, le=50, description="classifier-free guidance")
@@ -47,10 +50,10 @@ class CreateVideoBody(BaseModel):
         None, description="motion strength 0..255 (models with a motion input only)"
     )
     fit: Literal["crop", "pad", "resize"] | None = Field(
-        None, description="how input_reference meets the clip's size (default crop)"
+        None, description="how the reference images meet the clip's size (default crop)"
     )
     image_noise: float | None = Field(
-        None, ge=0, le=0.5, description="0 holds input_reference exactly; more loosens it"
+        None, ge=0, le=0.5, description="0 holds the reference images exactly; more loosens them"
     )
 
 
@@ -96,7 +99,7 @@ class Telemetry(BaseModel):
 
 
 class InputReferenceInfo(BaseModel):
-    """The start image a video was made from."""
+    """The start (input_reference) or last (last_reference) image a video was made from."""
 
     size: str  # as uploaded, WIDTHxHEIGHT
     fit: str
@@ -120,6 +123,7 @@ class Video(BaseModel):
     # kinema's own
     extended_from_video_id: str | None = None
     input_reference: InputReferenceInfo | None = None
+    last_reference: InputReferenceInfo | None = None
     motion: float | None = None
     seed: int
     steps: int

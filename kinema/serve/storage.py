@@ -5,8 +5,8 @@ Nothing from a request reaches a path: ids and tokens are checked against their 
 (and looked up in the job store first), variants come from a fixed table. Each attempt writes
 under its own claim token, so a worker whose lease was taken over never touches the files of the
 attempt that completed; every file is written to a temporary name and renamed into place.
-Inputs (a start image, the clip to extend) are written before the job is queued, so any worker
-that shares the data directory finds them, and they go when the job's folder goes.
+Inputs (a start image, a last image, the clip to extend) are written before the job is queued,
+so any worker that shares the data directory finds them, and they go when the job's folder goes.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ VARIANTS: dict[str, tuple[str, str]] = {
 }
 
 # the files a job may be made from, by name (the name is what the job's params record)
-IMAGE_INPUTS = {"PNG": "input.png", "JPEG": "input.jpg", "WEBP": "input.webp"}
+IMAGE_INPUTS = {"PNG": "input.png", "JPEG": "input.jpg", "WEBP": "input.webp"}  # input_reference
+LAST_IMAGE_INPUTS = {"PNG": "last.png", "JPEG": "last.jpg", "WEBP": "last.webp"}  # last_reference
 SOURCE_VIDEO = "source.mp4"
-INPUTS = frozenset({*IMAGE_INPUTS.values(), SOURCE_VIDEO})
+INPUTS = frozenset({*IMAGE_INPUTS.values(), *LAST_IMAGE_INPUTS.values(), SOURCE_VIDEO})
 
 
 class Storage:

@@ -1,10 +1,11 @@
 """The web UI: a Gradio app mounted at /ui on the API's server, using the same job queue.
 
-A prompt, an optional start image (the clip starts from it), settings, a progress bar driven by
-the sampler, the finished video with its download button, and a gallery of the key's past videos
-with their quality reports and telemetry. With API keys configured, the UI asks for one and shows
-only that key's videos. Gradio serves files only from its own cache, so the UI hands it copies
-made in a private temporary folder; the data directory itself is never exposed.
+A prompt, an optional start image (the clip starts from it) and last image (it ends on it),
+settings, a progress bar driven by the sampler, the finished video with its download button, and
+a gallery of the key's past videos with their quality reports and telemetry. With API keys
+configured, the UI asks for one and shows only that key's videos. Gradio serves files only from
+its own cache, so the UI hands it copies made in a private temporary folder; the data directory
+itself is never exposed.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def _report(job: Job) -> dict:
         "id": job.id, "status": job.status, "prompt": job.prompt, "seed": p["seed"],
         "size": f"{p['width']}x{p['height']}", "frames": p["num_frames"], "fps": p["fps"],
         "steps": p["steps"], "start_image": p.get("input_reference"),
+        "last_image": p.get("last_reference"),
         "extended_from": p.get("extended_from"), "quality": job.quality, "telemetry": job.telemetry,
         "error": job.error_message if job.status == FAILED else None,
     }  # fmt: skip
@@ -94,8 +96,17 @@ def build_ui(services) -> gr.Blocks:
         ids = [j.id for j, (thumb, _) in zip(done, items, strict=True) if thumb is not None]
         return shown, ids
 
-    def generate(key, prompt, image, fit, seconds, size, steps, guidance, seed, negative,
-                 progress=gr.Progress()):  # noqa: B008 (Gradio's way)  # fmt: skip
+    def read_image(path: str | None, what: str) -> bytes | None:
+        """An image in Gradio's cache, with the API's size limit (validation checks the rest)."""
+        if not path:
+            return None
+        size = Path(path).stat().st_size
+        if size > limits.max_upload_bytes:
+            raise gr.Error(f"the {what} is {size} bytes; the limit is {limits.max_upload_bytes}")
+        return Path(path).read_bytes()
+
+    def generate(key, prompt, image, last_image, fit, seconds, size, steps, guidance, seed,
+                 negative, progress=gr.Progress()):  # noqa: B008 (Gradio's way)  # fmt: skip
         who = owner(key)
         fields = {
             "prompt": prompt or "", "seconds": f"{float(seconds):g}", "size": size,
@@ -103,16 +114,13 @@ def build_ui(services) -> gr.Blocks:
         }  # fmt: skip
         if seed is not None and int(seed) >= 0:
             fields["seed"] = int(seed)
-        upload = None
-        if image:  # a file in Gradio's cache: the same checks as an API upload
-            size = Path(image).stat().st_size
-            if size > limits.max_upload_bytes:
-                raise gr.Error(f"the start image is {size} bytes; the limit is "
-                               f"{limits.max_upload_bytes}")  # fmt: skip
-            upload = Path(image).read_bytes()
+        # files in Gradio's cache: the same checks as API uploads
+        upload = read_image(image, "start image")
+        last_upload = read_image(last_image, "last image")
+        if upload is not None:
             fields["fit"] = fit
         try:
-            job = services.submit(who, fields, upload)
+            job = services.submit(who, fields, upload, last_upload)
         except ApiError as e:
             raise gr.Error(e.message) from None
         progress(0.0, desc="queued")
@@ -145,8 +153,13 @@ def build_ui(services) -> gr.Blocks:
                     label="Prompt", lines=2, placeholder=EXAMPLES[0], elem_id="prompt"
                 )
                 gr.Examples(EXAMPLES, inputs=prompt)
-                image = gr.Image(label="Start image (optional: the clip starts from it)",
-                                 type="filepath", sources=["upload"], elem_id="start-image")  # fmt: skip
+                with gr.Row():
+                    image = gr.Image(label="Start image (optional: the clip starts from it)",
+                                     type="filepath", sources=["upload"],
+                                     elem_id="start-image")  # fmt: skip
+                    last_image = gr.Image(label="Last image (optional, with a start image: the "
+                                          "clip ends on it)", type="filepath", sources=["upload"],
+                                          elem_id="last-image")  # fmt: skip
                 with gr.Accordion("Settings", open=False):
                     seconds = gr.Slider(0, limits.max_seconds, value=float(defaults.seconds),
                                         step=0.5, label="Seconds")  # fmt: skip
@@ -159,7 +172,7 @@ def build_ui(services) -> gr.Blocks:
                     guidance = gr.Slider(0, 15, value=services.model.default("guidance", defaults.guidance),
                                          step=0.5, label="Guidance")  # fmt: skip
                     fit = gr.Radio(list(FIT_MODES), value="crop",
-                                   label="Start image of another size: crop, pad or resize")  # fmt: skip
+                                   label="Images of another size: crop, pad or resize")  # fmt: skip
                     seed = gr.Number(-1, precision=0, label="Seed (-1: random)")
                     negative = gr.Textbox(label="Negative prompt")
                 run = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -174,7 +187,8 @@ def build_ui(services) -> gr.Blocks:
         past = gr.Gallery(label="Past videos (select one for its video and report)", columns=8,
                           height=240, elem_id="gallery", allow_preview=False)  # fmt: skip
         run.click(
-            generate, [key, prompt, image, fit, seconds, size, steps, guidance, seed, negative],
+            generate,
+            [key, prompt, image, last_image, fit, seconds, size, steps, guidance, seed, negative],
             [video, report, status, past, ids], concurrency_limit=None, show_progress_on=[video],
         )  # fmt: skip
         refresh.click(gallery, [key], [past, ids])

@@ -4,9 +4,9 @@ The model's own rules (sizes the VAE and patching can take, frame counts, guidan
 from `check_settings`, read from the served model's weight headers without loading any weights;
 the server's limits (config.Limits) come on top. So do the model's conditioning rules, as
 kinema.api.Pipeline applies them: a Wan2.1 model makes one window of at most its max_frames and
-takes no known frames (no start image for T2V, no extensions), and a Wan2.1 I2V model needs its
-start image. Uploaded images are checked here too (type, size, that they decode), so that what
-reaches a worker is something the pipeline takes.
+takes no known frames (no start image for T2V, no extensions), a Wan2.1 I2V model needs its
+start image, and a Wan2.1 FLF2V model its start and last images. Uploaded images are checked here
+too (type, size, that they decode), so that what reaches a worker is something the pipeline takes.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from kinema.production.produce import base_format as production_base
 from kinema.sampling.solvers import SOLVERS
 from kinema.serve.config import Defaults, Limits
 from kinema.serve.errors import ApiError
-from kinema.serve.storage import IMAGE_INPUTS
+from kinema.serve.storage import IMAGE_INPUTS, LAST_IMAGE_INPUTS
 from kinema.vae.causal_vae import VAEConfig
 
 MAX_SEED = 2**63 - 1
@@ -127,9 +127,9 @@ class JobSpec:
     prompt: str
     model: str
     params: dict  # width, height, num_frames, fps, steps, guidance, negative_prompt, seed,
-    # solver, seconds as asked ("4"), motion (None: the model's choice), input_reference
-    # ({file, size, fit, image_noise} or None); an extension adds extended_from (the source
-    # video's id) and extend_seconds
+    # solver, seconds as asked ("4"), motion (None: the model's choice), input_reference and
+    # last_reference (the first and last frames: {file, size, fit, image_noise} or None); an
+    # extension adds extended_from (the source video's id) and extend_seconds
     inputs: dict[str, bytes] = field(default_factory=dict)  # files to store with the job, by name
 
 
@@ -264,17 +264,18 @@ def check_image(data: bytes, param: str, limit: int) -> tuple[str, int, int]:
     return kind, width, height
 
 
-def image_from_reference(ref, limit: int) -> bytes:
-    """The bytes of a JSON input_reference (schemas.ImageReference): a base64 data URL. Nothing
-    can be downloaded from here, so remote URLs and file ids are refused."""
+def image_from_reference(ref, limit: int, field_name: str = "input_reference") -> bytes:
+    """The bytes of a JSON image field `field_name` (schemas.ImageReference: input_reference or
+    last_reference): a base64 data URL. Nothing can be downloaded from here, so remote URLs and
+    file ids are refused."""
     if ref.file_id is not None:
-        raise ApiError(400, "input_reference.file_id: this server has no files API; upload the "
+        raise ApiError(400, f"{field_name}.file_id: this server has no files API; upload the "
                        "image as a file (multipart) or send image_url as a base64 data URL",
-                       param="input_reference.file_id", code="unsupported")  # fmt: skip
-    param = "input_reference.image_url"
+                       param=f"{field_name}.file_id", code="unsupported")  # fmt: skip
+    param = f"{field_name}.image_url"
     url = (ref.image_url or "").strip()
     if not url:
-        raise ApiError(400, "input_reference needs image_url (a base64 data URL such as "
+        raise ApiError(400, f"{field_name} needs image_url (a base64 data URL such as "
                        "data:image/png;base64,...) or an uploaded file", param=param,
                        code="invalid_value")  # fmt: skip
     found = _DATA_URL.fullmatch(url)
@@ -318,29 +319,50 @@ def _one_window(settings: GenerationSettings, info: ModelInfo) -> None:
         raise ApiError(400, str(e), param="seconds", code="out_of_range") from None
 
 
-def _check_start_image(body, upload: bytes | None, info: ModelInfo) -> None:
-    """The start image a model needs (Wan2.1 I2V) or cannot take (Wan2.1 T2V), before it is
-    decoded; the worker would refuse the same (kinema.api.Pipeline.pinned_images)."""
-    given = upload is not None or body.input_reference is not None
-    if info.images_needed == 2:
-        raise ApiError(400, f"{info.name} is a Wan2.1 first-last-frame model: it needs a first "
-                       "and a last frame, and this API takes one image (input_reference); serve "
-                       "a Wan2.1 I2V or T2V model, or run this one with kinema generate --image "
-                       "--last-image", param="input_reference", code="unsupported")  # fmt: skip
-    if info.images_needed == 1:
-        if not given:
-            raise ApiError(400, f"{info.name} is a Wan2.1 image-to-video model: it needs "
-                           "input_reference, the first frame (an image file, or image_url as a "
-                           "base64 data URL)", param="input_reference",
-                           code="invalid_value")  # fmt: skip
-        if body.image_noise:
-            raise unsupported("image_noise", "image_noise", info.name, "it takes its image "
-                              "through the transformer's input, not as a known frame; leave "
-                              "image_noise out or at 0")  # fmt: skip
-    elif given and not info.takes_known_frames:
+def _check_images(
+    body, upload: bytes | None, last_upload: bytes | None, info: ModelInfo, num_frames: int
+) -> None:
+    """The start and last images a model needs (Wan2.1 I2V: the start; FLF2V: both) or cannot
+    take (Wan2.1 T2V: either; I2V: a last one), before they are decoded; the worker would refuse
+    the same (kinema.api.Pipeline.pinned_images). num_frames: the clip's at the base format."""
+    first = upload is not None or body.input_reference is not None
+    last = last_upload is not None or body.last_reference is not None
+    needed = info.images_needed
+    if needed == 2 and not (first and last):
+        given = {"input_reference": first, "last_reference": last}
+        missing = " and ".join(name for name, there in given.items() if not there)
+        raise ApiError(400, f"{info.name} is a Wan2.1 first-last-frame model: it needs "
+                       "input_reference (the first frame) and last_reference (the last), each "
+                       f"an image file or image_url as a base64 data URL; missing: {missing}",
+                       param=missing.split()[0], code="invalid_value")  # fmt: skip
+    if last and not first:
+        raise ApiError(400, "last_reference needs input_reference too: the clip goes from the "
+                       "first image (input_reference) to the last (last_reference); send both, "
+                       "or send the one image as input_reference", param="last_reference",
+                       code="invalid_value")  # fmt: skip
+    if needed == 1 and not first:
+        raise ApiError(400, f"{info.name} is a Wan2.1 image-to-video model: it needs "
+                       "input_reference, the first frame (an image file, or image_url as a "
+                       "base64 data URL)", param="input_reference",
+                       code="invalid_value")  # fmt: skip
+    if needed == 1 and last:
+        raise unsupported("last_reference", "last_reference", info.name, "a Wan2.1 "
+                          "image-to-video (I2V) model takes the first frame only; leave "
+                          "last_reference out, or serve a first-last-frame (FLF2V) "
+                          "model")  # fmt: skip
+    if needed and body.image_noise:
+        raise unsupported("image_noise", "image_noise", info.name, "it takes its images "
+                          "through the transformer's input, not as known frames; leave "
+                          "image_noise out or at 0")  # fmt: skip
+    if not needed and first and not info.takes_known_frames:
         raise unsupported("input_reference", "input_reference", info.name, "it takes no images "
-                          "(it was not trained with known frames); send the prompt alone, or "
-                          "serve an image-to-video model")  # fmt: skip
+                          "(it was not trained with known frames); send the prompt alone, "
+                          "without input_reference or last_reference, or serve an image-to-video "
+                          "model")  # fmt: skip
+    if last and num_frames < 2:
+        raise ApiError(400, "last_reference needs a clip of more than one frame; ask for more "
+                       "seconds than 0, or leave last_reference out", param="seconds",
+                       code="out_of_range")  # fmt: skip
 
 
 def _check_extendable(info: ModelInfo) -> None:
@@ -376,30 +398,48 @@ def _sampler(body, base: dict, limits: Limits) -> dict:
             "solver": solver}  # fmt: skip
 
 
-def _input_reference(body, upload: bytes | None, limits: Limits) -> tuple[dict | None, dict]:
-    """The start image: (its params entry, {file name: bytes}), or (None, {})."""
-    if upload is not None and body.input_reference is not None:
-        raise ApiError(400, "input_reference is given twice (a file and a field); send one",
-                       param="input_reference", code="invalid_value")  # fmt: skip
-    if upload is None and body.input_reference is None:
+def _image_input(
+    name: str, field, upload: bytes | None, files: dict[str, str], limits: Limits
+) -> tuple[dict | None, dict]:
+    """One image field (input_reference or last_reference), an upload or a data URL: ({file,
+    size}, {file name: bytes}), the file named after its type by `files`; or (None, {})."""
+    if upload is not None and field is not None:
+        raise ApiError(400, f"{name} is given twice (a file and a field); send one", param=name,
+                       code="invalid_value")  # fmt: skip
+    if upload is None and field is None:
+        return None, {}
+    data = upload if upload is not None else image_from_reference(field, limits.max_upload_bytes,
+                                                                  name)  # fmt: skip
+    kind, width, height = check_image(data, name, limits.max_upload_bytes)
+    return {"file": files[kind], "size": f"{width}x{height}"}, {files[kind]: data}
+
+
+def _reference_images(
+    body, upload: bytes | None, last_upload: bytes | None, limits: Limits
+) -> tuple[dict, dict]:
+    """The start and last images: their params ({input_reference, last_reference}: each {file,
+    size, fit, image_noise} or None) and {file name: bytes}. One fit and one image_noise serve
+    both images, as in kinema.api.Pipeline."""
+    first, inputs = _image_input("input_reference", body.input_reference, upload, IMAGE_INPUTS,
+                                 limits)  # fmt: skip
+    last, last_inputs = _image_input("last_reference", body.last_reference, last_upload,
+                                     LAST_IMAGE_INPUTS, limits)  # fmt: skip
+    if first is None:  # and so no last one either (_check_images)
         for name in ("fit", "image_noise"):
             if getattr(body, name) is not None:
                 raise ApiError(400, f"{name} applies to an input_reference; send one or leave "
                                f"{name} out", param=name, code="invalid_value")  # fmt: skip
-        return None, {}
-    data = upload
-    if data is None:
-        data = image_from_reference(body.input_reference, limits.max_upload_bytes)
-    kind, width, height = check_image(data, "input_reference", limits.max_upload_bytes)
+        return {"input_reference": None, "last_reference": None}, {}
     fit = body.fit or "crop"
     if fit not in FIT_MODES:
         raise ApiError(400, f"unknown fit {fit!r}; known: {', '.join(FIT_MODES)}", param="fit",
                        code="invalid_value")  # fmt: skip
     noise = body.image_noise if body.image_noise is not None else 0.0
     _bounded(noise, 0, MAX_IMAGE_NOISE, "image_noise")
-    name = IMAGE_INPUTS[kind]
-    entry = {"file": name, "size": f"{width}x{height}", "fit": fit, "image_noise": noise}
-    return entry, {name: data}
+    shared = {"fit": fit, "image_noise": noise}
+    images = {"input_reference": {**first, **shared},
+              "last_reference": {**last, **shared} if last else None}  # fmt: skip
+    return images, {**inputs, **last_inputs}
 
 
 def job_spec(
@@ -408,9 +448,10 @@ def job_spec(
     limits: Limits,
     defaults: Defaults,
     upload: bytes | None = None,
+    last_upload: bytes | None = None,
 ) -> JobSpec:
-    """Check a create request's fields and its uploaded input_reference (if any) and turn them
-    into a job spec."""
+    """Check a create request's fields and its uploaded input_reference and last_reference (if
+    any) and turn them into a job spec."""
     from kinema.serve.schemas import CreateVideoBody
 
     body = parse_fields(CreateVideoBody, fields)
@@ -439,12 +480,11 @@ def job_spec(
     )
     _check_settings(settings, info)
     _one_window(settings, info)
-    _check_start_image(body, upload, info)
-    reference, inputs = _input_reference(body, upload, limits)  # last: it decodes the image
+    _check_images(body, upload, last_upload, info, settings.num_frames)
+    images, inputs = _reference_images(body, upload, last_upload, limits)  # last: it decodes them
     params = {
         "width": width, "height": height, "num_frames": output_frames(target, info.base),
-        "fps": fps,
-        **sampler, "seconds": seconds_text, "motion": motion, "input_reference": reference,
+        "fps": fps, **sampler, "seconds": seconds_text, "motion": motion, **images,
     }  # fmt: skip
     return JobSpec(prompt, info.name, params, inputs)
 

@@ -209,8 +209,9 @@ class Worker:
             return self._fail(claim, beat, "generation_failed", f"{type(e).__name__}: {e}")
 
     def generate(self, job: Job, callback):
-        """The job's clip: text-to-video, image-to-video from its stored input_reference, or the
-        extension of its stored source clip (a copy of the source video's MP4)."""
+        """The job's clip: text-to-video, image-to-video from its stored input_reference (and
+        last_reference, the last frame), or the extension of its stored source clip (a copy of
+        the source video's MP4)."""
         p = job.params
         common = dict(
             seed=p["seed"], steps=p["steps"], guidance=p["guidance"],
@@ -224,11 +225,13 @@ class Worker:
                                      fit=p.get("fit", "crop"), **common)  # fmt: skip
             video.metadata["extended_from"] = p.get("extended_from") or "upload"
             return video
-        reference = p.get("input_reference")
+        reference, last = p.get("input_reference"), p.get("last_reference")
         image = {}
-        if reference:
+        if reference:  # fit and image_noise are the same for both images (validation.py)
             image = dict(image=self.storage.input_path(job.id, reference["file"]),
                          fit=reference["fit"], image_noise=reference["image_noise"])  # fmt: skip
+        if last:
+            image["last_image"] = self.storage.input_path(job.id, last["file"])
         # the production pipeline: the model's base format, then interpolation and upscaling
         # to the asked fps and size, safety on every frame, the watermark (the job id)
         settings = ProductionSettings(
