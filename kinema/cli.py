@@ -882,6 +882,14 @@ def train_dit(
             "with the same noise, told apart only by the caption's direction words",
         ),
     ] = 0.5,
+    time_shift: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="shift the training times towards noise like the sampler's schedule (3: "
+            "kinema-tiny's sampling shift)",
+        ),
+    ] = 1.0,
 ) -> None:
     """Train the diffusion transformer on VAE latents of world clips. Writes dit.safetensors."""
     from kinema.dit.transformer import DiTConfig
@@ -913,6 +921,7 @@ def train_dit(
         reuse=reuse,
         init=start,
         pair_prob=pairs,
+        time_shift=time_shift,
     )
     tcfg = TrainConfig(
         str(output), steps=steps, minutes=minutes, lr=lr, warmup=300, seed=seed, save_every=250

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from kinema.checkpoint import save_weights
 from kinema.dit.transformer import DiT, DiTConfig
+from kinema.sampling.schedules import shift_time
 from kinema.train.distributed import DistInfo
 from kinema.vae.causal_vae import CausalVAE
 from kinema.world.dataset import Bucket, to_tensor
@@ -143,11 +144,15 @@ class DiTTask:
         reuse: int = 1,
         init: DiT | None = None,
         pair_prob: float = 0.0,
+        time_shift: float = 1.0,
     ):
         """reuse: optimizer steps per rendered and encoded batch (each with fresh noise and
         times); rendering and VAE encoding cost about as much as a step of the transformer.
         init: start from these weights (fine-tuning, or going on from shipped weights).
-        pair_prob: chance that a sample whose scene has a mirror comes with it as a pair."""
+        pair_prob: chance that a sample whose scene has a mirror comes with it as a pair.
+        time_shift: the sampler's schedule shift applied to the training times too, so the
+        high-noise steps where a clip's layout and motion are decided get trained as often as
+        the sampler visits them."""
         self.model = init.train().requires_grad_(True) if init is not None else DiT(cfg)
         self.cfg = self.model.cfg
         self.vae = vae.eval().requires_grad_(False)
@@ -158,6 +163,7 @@ class DiTTask:
         self.max_known_noise = max_known_noise
         self.reuse = reuse
         self.pair_prob = pair_prob
+        self.time_shift = time_shift
         cache = cache_dir / f"captions_{pool_size}_pairs.pt" if cache_dir is not None else None
         self.pool = CaptionPool(encoder, pool_size, seed=1234, cache=cache)
 
@@ -241,13 +247,13 @@ class DiTTask:
             for _ in range(self.reuse):
                 yield batch
 
-    @staticmethod
-    def draw_noise(batch: DiTBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw_noise(self, batch: DiTBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Flow times (B, F) and noise like the latents; a direction pair shares both."""
         x0 = batch.latents
         b, _, f = x0.shape[:3]
-        # logit-normal times (SD3): most weight on the middle of the path
-        t = torch.sigmoid(torch.randn(b, device=x0.device))[batch.partner, None].expand(b, f)
+        # logit-normal times (SD3), shifted towards noise like the sampler's schedule
+        t = shift_time(torch.sigmoid(torch.randn(b, device=x0.device)), self.time_shift)
+        t = t[batch.partner, None].expand(b, f)
         t = torch.where(batch.known, batch.known_t[:, None], t)
         return t, torch.randn_like(x0)[batch.partner]
 
