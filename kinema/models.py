@@ -23,6 +23,10 @@ DEFAULT_MODEL = "kinema-tiny"
 def resolve_model(model: str | Path) -> Path:
     """A model name or a folder -> the folder; a clear error for anything else. A diffusers
     pipeline ("diffusers:/path") -> its folder (kinema/backends/diffusers_pipeline.py)."""
+    if model is None:  # load(None): the default
+        model = DEFAULT_MODEL
+    if not isinstance(model, (str, Path)):
+        raise CheckpointError(f"a model is a name or a folder path, not {type(model).__name__}")
     if str(model).startswith("diffusers:"):
         from kinema.backends.diffusers_pipeline import diffusers_folder
 

@@ -9,7 +9,7 @@ from cli_helpers import run_kinema
 import kinema
 from kinema.checkpoint import CheckpointError
 from kinema.io.video import read_video
-from kinema.models import MODELS
+from kinema.models import MODELS, resolve_model
 
 PROMPT = "a red circle moving left on a black background"
 
@@ -84,6 +84,9 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path):
     result = run_kinema("generate", PROMPT, "--model", str(folder), "-o", "x.mp4", cwd=tmp_path)
     assert result.returncode == 2 and "kinema-dit" in result.stderr
     assert not (tmp_path / "x.mp4").exists()
+    with pytest.raises(CheckpointError, match="a name or a folder path, not int"):
+        kinema.load(3)
+    assert resolve_model(None) == MODELS["kinema-tiny"]  # load(None) is the default model
 
 
 def test_a_model_folder_sets_its_own_sampler_defaults(tmp_path):
