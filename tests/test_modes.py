@@ -1,23 +1,21 @@
 """Image-to-video, first/last frame, keyframes, extension, long clips, hierarchical generation,
 motion strength and animate: every mode through the one conditioning mechanism (known latent
-frames), on the shipped model with few steps and on a tiny untrained model with the
-micro-conditioning inputs."""
+frames), on the shipped model with few steps (it has the micro-conditioning inputs) and on tiny
+untrained models with and without them (the one without refuses motion, animate and
+hierarchical generation)."""
 
 import dataclasses
-import shutil
 
 import numpy as np
 import pytest
 import torch
 from cli_helpers import assert_user_error, run_kinema
+from model_helpers import tiny_model
 
 import kinema
-from kinema.checkpoint import save_weights
-from kinema.dit.transformer import DiT, DiTConfig
 from kinema.io.images import save_png
 from kinema.io.video import read_video, write_video
-from kinema.models import MODELS
-from kinema.pipeline.animate import Candidate, choose, parse_motions
+from kinema.pipeline.animate import Candidate, animate, choose, parse_motions
 from kinema.pipeline.conditioning import FrameConditions, fit_image, known_frames, latent_index
 from kinema.pipeline.long_clip import ChainSettings, seam_flicker
 from kinema.pipeline.text_to_video import GenerationError
@@ -49,16 +47,13 @@ def world_clip():
 @pytest.fixture(scope="module")
 def micro_model(tmp_path_factory):
     """A tiny untrained DiT with motion and fps inputs, next to the shipped VAE."""
-    folder = tmp_path_factory.mktemp("micro")
-    torch.manual_seed(0)
-    cfg = DiTConfig(dim=32, ffn_dim=64, heads=2, layers=1, micro_conditioning=True)
-    dit = DiT(cfg)
-    with torch.no_grad():  # untrained weights are zero at the outputs; make them matter
-        for p in dit.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    save_weights(folder / "dit.safetensors", dit, "kinema-dit", cfg)
-    shutil.copy(MODELS["kinema-tiny"] / "vae.safetensors", folder / "vae.safetensors")
-    return folder
+    return tiny_model(tmp_path_factory.mktemp("micro"), micro_conditioning=True, perturb=0.05)
+
+
+@pytest.fixture(scope="module")
+def plain_model(tmp_path_factory):
+    """The same without them: no motion and no fps input."""
+    return tiny_model(tmp_path_factory.mktemp("plain"), micro_conditioning=False, perturb=0.05)
 
 
 def test_image_to_video_keeps_the_first_frame(pipe, world_clip):
@@ -99,10 +94,34 @@ def test_conditioning_errors_name_the_problem(pipe, world_clip):
         pipe(PROMPT, keyframes={0.75: world_clip[6], 1.0: world_clip[8]}, steps=1)
     with pytest.raises(GenerationError, match="more than one frame"):
         pipe(PROMPT, last_image=world_clip[0], seconds=0, steps=1)
-    with pytest.raises(GenerationError, match="no motion input"):
-        pipe(PROMPT, motion=100, steps=1)
+    with pytest.raises(GenerationError, match="motion must be 0..255"):
+        pipe(PROMPT, motion=300, steps=1)
     with pytest.raises(GenerationError, match="image noise"):
         pipe(PROMPT, image=world_clip[0], image_noise=0.9, steps=1)
+
+
+def test_kinema_tiny_takes_motion_and_hierarchical(pipe):
+    """The shipped model has the micro-conditioning inputs (motion strength and fps)."""
+    assert pipe.t2v.dit.cfg.micro_conditioning
+    video = pipe(PROMPT, motion=100, steps=1, seconds=1)
+    assert video.frames.shape == (9, 64, 64, 3) and video.metadata["motion"] == 100
+    assert pipe(PROMPT, steps=1, seconds=1).metadata["motion"] is None  # the model's choice
+    keyed = pipe(PROMPT, seconds=4, steps=1, hierarchical=True)
+    assert keyed.frames.shape == (33, 64, 64, 3) and keyed.metadata["mode"] == "hierarchical"
+
+
+def test_a_model_without_micro_conditioning_refuses_motion_animate_and_hierarchical(
+    plain_model, world_clip
+):
+    plain = kinema.load(plain_model)
+    assert not plain.t2v.dit.cfg.micro_conditioning
+    with pytest.raises(GenerationError, match="no motion input"):
+        plain(PROMPT, motion=100, steps=1)
+    with pytest.raises(GenerationError, match="needs a model with an fps input"):
+        plain(PROMPT, seconds=4, steps=1, hierarchical=True)
+    with pytest.raises(ValueError, match="no motion input, so it cannot animate"):
+        animate(plain, world_clip[0], PROMPT, (20.0, 220.0), steps=1, seconds=1)
+    assert plain(PROMPT, steps=1, seconds=1).metadata["motion"] is None  # without motion: works
 
 
 def test_latent_index_and_known_frames(pipe, world_clip):
@@ -198,7 +217,7 @@ def test_animate_chooses_most_motion_within_the_budget():
         parse_motions("50,300")
 
 
-def test_cli_modes(tmp_path, world_clip, micro_model):
+def test_cli_modes(tmp_path, world_clip):
     save_png(tmp_path / "first.png", world_clip[0])
     save_png(tmp_path / "last.png", world_clip[16])
     write_video(tmp_path / "clip.mp4", world_clip, 8)
@@ -211,10 +230,12 @@ def test_cli_modes(tmp_path, world_clip, micro_model):
                      "-o", "ext.mp4", cwd=tmp_path)  # fmt: skip
     assert ext.returncode == 0, ext.stderr[-1500:]
     assert read_video(tmp_path / "ext.mp4")[0].shape[0] == 25
+    # the default model, kinema-tiny, has a motion input
     anim = run_kinema("animate", "first.png", PROMPT, "--motion", "20,220", "--steps", "1",
-                      "--model", str(micro_model), "-o", "anim.mp4", cwd=tmp_path)  # fmt: skip
+                      "-o", "anim.mp4", cwd=tmp_path)  # fmt: skip
     assert anim.returncode == 0, anim.stderr[-1500:]
     assert "chosen" in anim.stdout and (tmp_path / "anim_tradeoff.png").stat().st_size > 1000
+    assert float(read_video(tmp_path / "anim.mp4")[2]["motion"]) in (20, 220)
 
 
 @pytest.mark.parametrize(
@@ -232,7 +253,6 @@ def test_cli_modes(tmp_path, world_clip, micro_model):
         (["extend", "first.png", PROMPT], ["single frame"]),
         (["extend", "notes.txt", PROMPT], ["cannot read video"]),
         (["animate", "first.png", PROMPT, "--motion", "abc"], ["motion settings"]),
-        (["animate", "first.png", PROMPT], ["no motion input"]),
     ],
 )
 def test_cli_mode_errors(tmp_path, world_clip, args, needles):
@@ -241,6 +261,14 @@ def test_cli_mode_errors(tmp_path, world_clip, args, needles):
     (tmp_path / "notes.txt").write_text("not a video")
     result = run_kinema(*args, "--steps", "1", "-o", "out.mp4", cwd=tmp_path)
     assert_user_error(result, *needles)
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_cli_animate_refuses_a_model_without_a_motion_input(tmp_path, world_clip, plain_model):
+    save_png(tmp_path / "first.png", world_clip[0])
+    result = run_kinema("animate", "first.png", PROMPT, "--model", str(plain_model),
+                        "--steps", "1", "-o", "out.mp4", cwd=tmp_path)  # fmt: skip
+    assert_user_error(result, "no motion input", "cannot animate")
     assert not (tmp_path / "out.mp4").exists()
 
 

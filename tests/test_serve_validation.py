@@ -6,17 +6,15 @@ one window, taken by a model that chains windows and refused by one that cannot.
 
 import base64
 import io
-import shutil
 
 import pytest
 import torch
+from model_helpers import tiny_model
 from serve_helpers import IMAGE_PROMPT, PROMPT, world_image
 
 pytest.importorskip("sqlalchemy")
 
 import kinema  # noqa: E402
-from kinema.checkpoint import save_weights  # noqa: E402
-from kinema.dit.transformer import DiT, DiTConfig  # noqa: E402
 from kinema.io.video import read_video  # noqa: E402
 from kinema.models import MODELS  # noqa: E402
 from kinema.serve.config import Defaults, Limits  # noqa: E402
@@ -29,12 +27,13 @@ from kinema.serve.worker import Worker  # noqa: E402
 @pytest.fixture(scope="module")
 def micro_model(tmp_path_factory):
     """A tiny untrained DiT with motion and fps inputs, next to the shipped VAE."""
-    folder = tmp_path_factory.mktemp("micro")
-    torch.manual_seed(0)
-    cfg = DiTConfig(dim=32, ffn_dim=64, heads=2, layers=1, micro_conditioning=True)
-    save_weights(folder / "dit.safetensors", DiT(cfg), "kinema-dit", cfg)
-    shutil.copy(MODELS["kinema-tiny"] / "vae.safetensors", folder / "vae.safetensors")
-    return folder
+    return tiny_model(tmp_path_factory.mktemp("micro"), micro_conditioning=True)
+
+
+@pytest.fixture(scope="module")
+def plain_model(tmp_path_factory):
+    """The same without them (kinema-tiny has them now)."""
+    return tiny_model(tmp_path_factory.mktemp("plain"), micro_conditioning=False)
 
 
 def encoded(image, fmt: str) -> bytes:
@@ -127,19 +126,21 @@ def test_a_last_image_is_taken_as_the_start_image_is_and_only_beside_it():
                  upload=first, last_upload=last)  # fmt: skip
 
 
-def test_motion_is_refused_naming_a_model_without_a_motion_input():
-    tiny = ModelInfo.read("kinema-tiny")
-    assert not tiny.has_motion
+def test_motion_is_refused_naming_a_model_without_a_motion_input(plain_model):
+    plain = ModelInfo.read(str(plain_model))
+    assert not plain.has_motion
     with pytest.raises(ApiError) as refused:
-        spec(tiny, motion=100)
+        spec(plain, motion=100)
     error = refused.value
     assert error.status == 400 and error.code == "unsupported" and error.param == "motion"
-    assert "kinema-tiny" in error.message
-    assert spec(tiny).params["motion"] is None
+    assert str(plain_model) in error.message and "no motion input" in error.message
+    assert spec(plain).params["motion"] is None
 
 
 def test_motion_is_taken_by_a_model_with_a_motion_input(micro_model, tmp_path):
     torch.set_num_threads(1)  # the machine is small
+    tiny = ModelInfo.read("kinema-tiny")  # the shipped model has a motion input too
+    assert tiny.has_motion and spec(tiny, motion=100).params["motion"] == 100
     micro = ModelInfo.read(str(micro_model))
     assert micro.has_motion
     with pytest.raises(ApiError) as out_of_range:
