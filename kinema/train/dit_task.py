@@ -73,12 +73,11 @@ class CaptionPool:
             captions = [a for a, _ in pairs]
             mirrors = [b for _, b in pairs]
             states = self._encode(encoder, captions)
-            mirror_states = self._encode(encoder, [b for b in mirrors if b is not None])[::-1]
-            mirror_states = [None if b is None else mirror_states.pop() for b in mirrors]
-            empty, m = encoder([""])
+            encoded = iter(self._encode(encoder, [b for b in mirrors if b is not None]))
+            mirror_states = [None if b is None else next(encoded) for b in mirrors]
             data = {"scenes": [sc.to_dict() for sc in scenes], "captions": captions, "states": states,
                     "mirror_states": mirror_states,
-                    "empty": empty[0, : int(m[0].sum())].half()}  # fmt: skip
+                    "empty": self._encode(encoder, [""])[0]}  # fmt: skip
             if cache is not None:
                 torch.save(data, cache)
         self.scenes = [Scene.from_dict(d) for d in data["scenes"]]
