@@ -99,6 +99,13 @@ CacheThreshold = Annotated[
         "changes less than this (e.g. 0.1) [default: off]"
     ),
 ]
+CacheGuidance = Annotated[
+    int | None,
+    typer.Option(
+        help="step caching: run the unconditional (guidance) branch on every k-th step only, "
+        "reusing its difference in between (e.g. 2) [default: 1, off]"
+    ),
+]
 
 
 @app.command("generate")
@@ -149,6 +156,7 @@ def generate(
         bool, typer.Option(help="long clips: re-anchor every window on the first frame")
     ] = True,
     cache_threshold: CacheThreshold = None,
+    cache_guidance_every: CacheGuidance = None,
     device: Annotated[str, typer.Option(help="where to run: cpu, cuda, cuda:1, ...")] = "cpu",
     dtype: Annotated[
         str | None, typer.Option(help="transformer weights: float16 or bfloat16 [default: float32]")
@@ -224,7 +232,8 @@ def generate(
     settings = pipe.settings(seed, seconds, base_fps, base_width, base_height, negative or "",
                              motion=motion, image_noise=image_noise, steps=steps,
                              guidance=guidance, solver=solver, shift=shift,
-                             cache_threshold=cache_threshold)  # fmt: skip
+                             cache_threshold=cache_threshold,
+                             cache_guidance_every=cache_guidance_every)  # fmt: skip
     keyed = {k: images[k] for k in keyframes}
     pipe.pinned_images(settings, images["image"], images["last_image"], keyed, fit)  # checks
     chain = ChainSettings(anchor=anchor)
@@ -250,6 +259,7 @@ def generate(
             last_image=images["last_image"], keyframes=keyed,
             fit=fit, motion=motion, image_noise=image_noise, hierarchical=hierarchical,
             chain=chain, cache_threshold=cache_threshold,
+            cache_guidance_every=cache_guidance_every,
         )  # fmt: skip
     for note in video.metadata.get("notes", []):
         err.print(f"note: {note}", highlight=False)
@@ -725,6 +735,7 @@ def bench_shapes(
     frames: Annotated[int, typer.Option(help="frames per judged clip")] = 17,
     fps: Annotated[float, typer.Option(help="frames per second of the judged clips")] = 8.0,
     cache_threshold: CacheThreshold = None,
+    cache_guidance_every: CacheGuidance = None,
 ) -> None:
     """Run ShapesBench and write results.json, report.md, report.html and plots."""
     from kinema.eval.generators import folder_clips, get_generator
@@ -752,12 +763,17 @@ def bench_shapes(
                 progress.advance(task)
         names = generator or ([] if videos is not None else ["groundtruth", "independent-frames"])
         suite = load_suite(quick)
-        overrides = sampler_overrides(steps, guidance, solver, shift, cache_threshold)
+        overrides = sampler_overrides(steps, guidance, solver, shift, cache_threshold,
+                                      cache_guidance_every)  # fmt: skip
+        caching = [f"blocks {cache_threshold:g}"] if cache_threshold is not None else []
+        caching += (
+            [f"guidance every {cache_guidance_every}"] if (cache_guidance_every or 1) > 1 else []
+        )
         cached = {}
         for name in names:
             gen = get_generator(name, **overrides)
-            if cache_threshold is not None and hasattr(gen, "cache_totals"):
-                name = f"{name} (cache {cache_threshold:g})"
+            if caching and hasattr(gen, "cache_totals"):
+                name = f"{name} (cache {', '.join(caching)})"
                 cached[name] = gen
             task = progress.add_task(name, total=len(suite) * seeds)
             examples[name] = []
@@ -776,7 +792,7 @@ def bench_shapes(
     for name, gen in cached.items():
         t = gen.cache_totals
         console.print(
-            f"{name}: {t['blocks_run']} of {t['blocks_total']} transformer blocks run "
+            f"{name}: {t['blocks_run']} of {t['blocks_total']} transformer block-rows run "
             f"({t['blocks_total'] / max(t['blocks_run'], 1):.2f}x fewer); transformer FLOPs "
             f"{t['flops'] / 1e12:.3g} of {t['flops_uncached'] / 1e12:.3g} TFLOP "
             f"({t['flops_uncached'] / max(t['flops'], 1):.2f}x fewer)",

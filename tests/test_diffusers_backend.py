@@ -106,6 +106,7 @@ def test_what_a_diffusers_pipeline_cannot_do_is_refused(pipes):
         (lambda: wan.extend(np.zeros((5, 32, 32, 3), np.uint8), PROMPT), "kinema's own models"),
         (lambda: svd(PROMPT, width=32, height=32), "give one"),
         (lambda: svd(PROMPT, cache_threshold=0.1, image=image), "no step cache"),
+        (lambda: wan(PROMPT, cache_guidance_every=2), "kinema's own sampler"),
         (lambda: wan.t2v, "kinema's own models"),
     ]
     for call, needle in refusals:

@@ -5,7 +5,9 @@
   to the padding gives; RoPE as one complex product equals it pair by pair;
 - the step cache never reuses below its threshold's reach (and then changes nothing), reuses
   against the last full evaluation, counts the blocks and FLOPs it ran, and is an option of
-  `kinema generate` and `kinema bench shapes`;
+  `kinema generate` and `kinema bench shapes`; its guidance reuse is exact CFG where the
+  unconditional branch runs, v_cond + (s - 1) * the last difference where it does not, and an
+  evaluation of the conditional branch alone compares with and reuses the conditional rows;
 - VAE decoding in pieces keeps its peak as the clip grows 4x; tiles in space blend to the whole
   frame's decode within a small difference (less than diffusers' own tiling on the same Wan VAE);
 - bfloat16 transformer weights keep their fp32 islands; offloading moves a component to the
@@ -26,6 +28,7 @@ from kinema.dit.rope import apply_rope, rope_rotations, rope_tables
 from kinema.dit.transformer import DiT, DiTConfig
 from kinema.pipeline.memory import Placement, cast_dit
 from kinema.pipeline.plan import LiveBytes, step_cache_flops
+from kinema.pipeline.text_to_video import GenerationError
 from kinema.sampling.step_cache import StepCache
 from kinema.vae.tiling import decode_pieces, tile_starts
 
@@ -108,7 +111,8 @@ def test_step_cache_compares_with_the_last_full_evaluation():
 
     cache = StepCache(0.1)
     outs = [cache.run(torch.ones(1, 2, 3), functools.partial(block, s), 4) for s in range(7)]
-    assert cache.stats() == {"threshold": 0.1, "evaluations": 7, "reused": 4,
+    assert cache.stats() == {"threshold": 0.1, "guidance_every": 1, "evaluations": 7,
+                             "reused": 4, "guidance_reused": 0, "rows_run": 7, "rows_total": 7,
                              "blocks_run": 7 + 3 * 3, "blocks_total": 28}  # fmt: skip
     # a reused step adds the other blocks' residual of the last full one (16 - 2) to its first
     # block's output (1 + 1.04)
@@ -119,6 +123,56 @@ def test_step_cache_compares_with_the_last_full_evaluation():
     assert warm.reused == 3  # steps 3, 4 and 6; step 5 is 11% from step 2, so it runs in full
     with pytest.raises(ValueError):
         StepCache(0.0)
+
+
+def test_step_cache_reuses_the_conditional_rows_for_the_conditional_branch_alone():
+    """A full evaluation of both branches (2 rows), then the conditional branch alone (1 row):
+    the single row is compared with, and takes the residual of, row 0; its full run renews row 0
+    only. Rows count as one clip through one branch."""
+
+    def block(offset, i, tokens):
+        if i == 0:
+            return tokens + offset
+        return tokens + torch.arange(1.0, tokens.shape[0] + 1)[:, None, None] * 10 * i
+
+    cache = StepCache(0.1, guidance_every=2)
+    both = torch.zeros(2, 2, 3)
+    cache.run(both, functools.partial(block, 1.0), 3)  # rest: row 0 +30, row 1 +60
+    out = cache.run(torch.zeros(1, 2, 3), functools.partial(block, 1.01), 3)  # 1% change: reuse
+    assert torch.allclose(out, torch.full((1, 2, 3), 1.01 + 30.0))
+    out = cache.run(torch.zeros(1, 2, 3), functools.partial(block, 2.0), 3)  # 100%: run in full
+    assert torch.allclose(out, torch.full((1, 2, 3), 2.0 + 30.0))
+    assert torch.allclose(cache._first[1], torch.ones(2, 3))  # row 1 kept from the first run
+    assert cache.stats()["rows_run"] == 4 and cache.stats()["rows_total"] == 6
+    assert cache.blocks_run == 2 * 3 + 1 + 3 and cache.blocks_total == 3 * 2 * 3
+
+
+def test_guidance_reuse_is_cfg_where_both_branches_run():
+    """A toy network whose branches differ: evaluation 0 (warm-up) and every 2nd after it run
+    both and equal plain CFG; the others run the conditional branch alone and add the last
+    difference, scaled by s - 1."""
+    from kinema.sampling.guidance import TextCondition, guided_velocity
+
+    calls = []
+
+    def net(x, t, context, mask, step_cache=None):
+        calls.append(x.shape[0])
+        step_cache.evaluations += 1  # what a network's StepCache.run would count
+        return x * context[:, :1, :1, None, None] + t[:, None, :, None, None]
+
+    cond = TextCondition(torch.full((1, 1, 2), 2.0), torch.ones(1, 1, dtype=torch.bool))
+    uncond = TextCondition(torch.full((1, 1, 2), 0.5), torch.ones(1, 1, dtype=torch.bool))
+    cache = StepCache(None, warmup=1, guidance_every=2)
+    v = guided_velocity(net, "v", cond, uncond, 4.0, step_cache=cache)
+    plain = guided_velocity(net, "v", cond, uncond, 4.0, step_cache=StepCache(None))
+    x = torch.ones(1, 1, 3, 2, 2)
+    assert torch.allclose(v(x, 0.9), plain(x, 0.9))  # warm-up: both branches
+    # reused: v_cond(x2) + 3 * (v_cond(x) - v_uncond(x)) = 2*x2 + t + 3 * (2 - 0.5)
+    assert torch.allclose(v(3 * x, 0.5), 6 * x + 0.5 + 4.5)
+    assert torch.allclose(v(x, 0.3), plain(x, 0.3))  # every 2nd after the warm-up: both again
+    assert calls == [2, 2, 1, 2, 2] and cache.guidance_reused == 1  # plain runs both each time
+    with pytest.raises(ValueError, match="every 1 or more"):
+        StepCache(None, guidance_every=0)
 
 
 @torch.inference_mode()
@@ -134,9 +188,17 @@ def test_step_cache_in_sampling(tiny):
     stats = video.metadata["step_cache"]
     layers = t2v.dit.cfg.layers
     assert stats["evaluations"] == 6 and stats["reused"] >= 3
-    assert stats["blocks_run"] == 6 + (6 - stats["reused"]) * (layers - 1)
-    run, full = step_cache_flops(t2v.dit.cfg, 2, (3, 4, 4), 16, stats)
+    assert stats["blocks_run"] == 2 * (6 + (6 - stats["reused"]) * (layers - 1))  # 2 branches
+    run, full = step_cache_flops(t2v.dit.cfg, (3, 4, 4), 16, stats)
     assert full / run > 1.5 and video.frames.shape == (9, 32, 32, 3)
+    # guidance reuse: after the 2 protected steps the unconditional branch runs every 2nd step
+    video = tiny(PROMPT, steps=6, num_frames=9, width=32, height=32, cache_guidance_every=2)
+    stats = video.metadata["step_cache"]
+    assert stats["guidance_reused"] == 2 and stats["reused"] == 0
+    assert stats["rows_run"] == 10 and stats["rows_total"] == 12
+    assert stats["blocks_run"] == 10 * layers and stats["guidance_every"] == 2
+    with pytest.raises(GenerationError, match="cache guidance every"):
+        tiny(PROMPT, steps=6, num_frames=9, width=32, height=32, cache_guidance_every=0)
 
 
 def test_cache_threshold_on_the_command_line(tmp_path):
@@ -147,16 +209,19 @@ def test_cache_threshold_on_the_command_line(tmp_path):
     out = tmp_path / "clip.mp4"
     result = CliRunner().invoke(app, [
         "generate", PROMPT, "--steps", "4", "--seconds", "1", "--no-c2pa", "--also", "", "-o",
-        str(out), "--cache-threshold", "0.5", "--offload", "--dtype", "bfloat16",
+        str(out), "--cache-threshold", "0.5", "--cache-guidance-every", "2", "--offload",
+        "--dtype", "bfloat16",
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "step cache:" in result.output and "nothing moves" in result.output
     result = CliRunner().invoke(app, [
         "bench", "shapes", "--quick", "--generator", "kinema-tiny", "--steps", "2", "--frames",
-        "5", "--size", "32x32", "--cache-threshold", "0.5", "-o", str(tmp_path / "bench"),
+        "5", "--size", "32x32", "--cache-threshold", "0.5", "--cache-guidance-every", "2", "-o",
+        str(tmp_path / "bench"),
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "kinema-tiny (cache 0.5)" in result.output and "transformer FLOPs" in result.output
+    assert "kinema-tiny (cache blocks 0.5, guidance every 2)" in result.output
+    assert "transformer FLOPs" in result.output
 
 
 # ----------------------------------------------------------------------------- memory

@@ -81,8 +81,7 @@ class ModelGenerator:
         sf, tf, patch = t2v.vae.cfg.spatial_factor, t2v.vae.cfg.temporal_factor, t2v.dit.cfg.patch
         latent = (1 + (meta["num_frames"] - 1) // tf, meta["height"] // sf, meta["width"] // sf)
         grid = tuple(n // p for n, p in zip(latent, patch, strict=True))
-        batch = 1 if meta["guidance"] == 1.0 else 2
-        run, full = step_cache_flops(t2v.dit.cfg, batch, grid, 16, stats)
+        run, full = step_cache_flops(t2v.dit.cfg, grid, 16, stats)
         for k, v in (("blocks_run", stats["blocks_run"]), ("blocks_total", stats["blocks_total"]),
                      ("flops", run), ("flops_uncached", full)):  # fmt: skip
             self.cache_totals[k] += v

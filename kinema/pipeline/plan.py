@@ -139,15 +139,16 @@ WAN21_CLIP = ImageEncoderSize()  # open-clip ViT-H/14 at 224 pixels: 257 tokens 
 
 
 def step_cache_flops(
-    cfg: DiTConfig, batch: int, grid: tuple[int, int, int], text_tokens: int, stats: dict
+    cfg: DiTConfig, grid: tuple[int, int, int], text_tokens: int, stats: dict
 ) -> tuple[float, float]:
-    """(FLOPs run, FLOPs without the cache) of the forwards a StepCache counted (its stats()):
-    every forward embeds and projects, and runs the blocks it ran."""
-    full, _ = dit_flops(cfg, batch, grid, text_tokens)
-    base, _ = dit_flops(dataclasses.replace(cfg, layers=0), batch, grid, text_tokens)
+    """(FLOPs run, FLOPs without the cache) of the forwards a StepCache counted (its stats(), in
+    rows: one clip through one guidance branch): every row embeds and projects, and runs the
+    blocks it ran."""
+    full, _ = dit_flops(cfg, 1, grid, text_tokens)
+    base, _ = dit_flops(dataclasses.replace(cfg, layers=0), 1, grid, text_tokens)
     per_block = (full - base) / cfg.layers
-    run = stats["evaluations"] * base + stats["blocks_run"] * per_block
-    return run, stats["evaluations"] * full
+    run = stats["rows_run"] * base + stats["blocks_run"] * per_block
+    return run, stats["rows_total"] * full
 
 
 # ----------------------------------------------------------------------------- meta traces

@@ -53,6 +53,9 @@ class GenerationSettings:
     # step caching (kinema/sampling/step_cache.py): skip the blocks after the first when the
     # first block's residual changed less than this since the last full step; None: off
     cache_threshold: float | None = None
+    # guidance reuse (same file): the unconditional branch runs every k-th step after the
+    # protected start, the other steps reuse its difference from the conditional; 1: off
+    cache_guidance_every: int = 1
 
     @classmethod
     def from_seconds(cls, seconds: float, fps: float = 8.0, **kw) -> GenerationSettings:
@@ -68,10 +71,12 @@ def sampler_overrides(
     solver: str | None = None,
     shift: float | None = None,
     cache_threshold: float | None = None,
+    cache_guidance_every: int | None = None,
 ) -> dict:
     """The sampler settings a caller gave; the ones left as None keep the defaults above."""
     given = dict(steps=steps, guidance=guidance, solver=solver, shift=shift,
-                 cache_threshold=cache_threshold)  # fmt: skip
+                 cache_threshold=cache_threshold,
+                 cache_guidance_every=cache_guidance_every)  # fmt: skip
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -110,6 +115,9 @@ def check_settings(s: GenerationSettings, vae: CausalVAE, dit: DiT) -> None:
         problems.append(f"image noise must be 0..0.5, got {s.image_noise}")
     if s.cache_threshold is not None and not 0 < s.cache_threshold <= 1:
         problems.append(f"cache threshold must be in (0, 1], got {s.cache_threshold}")
+    every = s.cache_guidance_every
+    if not (isinstance(every, int) and 1 <= every <= 100):
+        problems.append(f"cache guidance every must be a whole number 1..100, got {every}")
     if s.solver not in SOLVERS:
         problems.append(f"unknown solver {s.solver!r}; known: {', '.join(SOLVERS)}")
     if problems:
@@ -204,9 +212,10 @@ class TextToVideo:
         """noise (1, C, F, H, W) -> clean latents. known: frames pinned (kinema's conditioning);
         image: a Wan I2V model's image input (image_condition)."""
         cache = None
-        if s.cache_threshold is not None:
+        if s.cache_threshold is not None or s.cache_guidance_every > 1:
             evaluations = s.steps if s.solver == "euler" else 2 * s.steps - 1
-            cache = StepCache(s.cache_threshold, warmup_evaluations(evaluations))
+            cache = StepCache(s.cache_threshold, warmup_evaluations(evaluations),
+                              s.cache_guidance_every)  # fmt: skip
         device = self.placement.device
         cond, uncond = (None if c is None else TextCondition(c.states.to(device), c.mask.to(device))
                         for c in (cond, uncond))  # fmt: skip

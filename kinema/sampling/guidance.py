@@ -113,31 +113,45 @@ def guided_velocity(
 ) -> Velocity:
     """The velocity function for a solver. With guidance 1 or no uncond, one branch only.
     A network with prepare_context (kinema's DiT) embeds the text (and image) once here, not
-    every step; step_cache (kinema.sampling.step_cache.StepCache) goes to every network call."""
+    every step; step_cache (kinema.sampling.step_cache.StepCache) goes to every network call,
+    and with its guidance reuse some evaluations run the conditional branch alone."""
     use_cfg = uncond is not None and guidance != 1.0
     if use_cfg:
         context, mask = _pad_context(cond, uncond)
     else:
         context, mask = cond.states, cond.mask
+    # the conditional branch alone, for evaluations that reuse the guidance (step cache)
+    reuse_guidance = use_cfg and step_cache is not None and step_cache.guidance_every > 1
+    cond_context, cond_mask = cond.states, cond.mask
     # the image's tokens once per batch entry: (B N, Li, D), each clip's N images together
     image_context = None if image is None else image.tokens.repeat(context.shape[0], 1, 1)
+    cond_image = None if image is None else image.tokens.repeat(cond.states.shape[0], 1, 1)
     prepare = getattr(net, "prepare_context", None)
     if prepare is not None:
         given = () if image_context is None else (image_context,)
         context, mask, image_context = prepare(context, mask, *given), None, None
+        if reuse_guidance:
+            given = () if cond_image is None else (cond_image,)
+            cond_context, cond_mask, cond_image = (
+                prepare(cond_context, cond_mask, *given),
+                None,
+                None,
+            )
 
-    def net_v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def net_v(x: torch.Tensor, t: torch.Tensor, branches: str = "both") -> torch.Tensor:
         extra = {k: torch.full((x.shape[0],), float(v))
                  for k, v in (("motion", motion), ("fps", fps)) if v is not None}  # fmt: skip
         if step_cache is not None:
             extra["step_cache"] = step_cache
-        if image_context is not None:
-            extra["image_context"] = image_context
+        ctx, msk, img = (cond_context, cond_mask, cond_image) if branches == "cond" else (
+            context, mask, image_context)  # fmt: skip
+        if img is not None:
+            extra["image_context"] = img
         inputs = x
         if image is not None:
             channels = image.channels.to(x.device, x.dtype).expand(x.shape[0], -1, -1, -1, -1)
             inputs = torch.cat([x, channels], dim=1)
-        return velocity_from_prediction(prediction, net(inputs, t, context, mask, **extra), x, t)
+        return velocity_from_prediction(prediction, net(inputs, t, ctx, msk, **extra), x, t)
 
     def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
         b, _, f = x.shape[:3]
@@ -145,10 +159,15 @@ def guided_velocity(
         if known is not None:
             x = known.apply(x)
             tt = tt.masked_fill(known.frame_mask.to(x.device)[None, :], known.noise_level)
-        if use_cfg:
+        if reuse_guidance and not step_cache.unconditional_due():
+            v = step_cache.guided(net_v(x, tt, "cond"), None, guidance)
+        elif use_cfg:
             v = net_v(torch.cat([x, x]), torch.cat([tt, tt]))
             v_cond, v_uncond = v.chunk(2)
-            v = v_uncond + guidance * (v_cond - v_uncond)
+            if reuse_guidance:
+                v = step_cache.guided(v_cond, v_uncond, guidance)
+            else:
+                v = v_uncond + guidance * (v_cond - v_uncond)
         else:
             v = net_v(x, tt)
         if known is not None:  # known frames do not move
