@@ -801,6 +801,41 @@ def bench_shapes(
     console.print(f"report: {output / 'report.html'} (also report.md, results.json, scores.png)")
 
 
+@bench_app.command("compare")
+def bench_compare(
+    a: Annotated[Path, typer.Argument(help="run A: a results.json or its report folder")],
+    b: Annotated[Path, typer.Argument(help="run B, on the same prompts and seeds")],
+    a_generator: Annotated[
+        str | None, typer.Option(help="generator of run A [default: its one non-reference]")
+    ] = None,
+    b_generator: Annotated[
+        str | None, typer.Option(help="generator of run B [default: its one non-reference]")
+    ] = None,
+    confidence: Annotated[float, typer.Option(help="bootstrap interval, 0.5..0.999")] = 0.9,
+) -> None:
+    """Paired comparison of two ShapesBench runs: per dimension B - A over the clips of the same
+    prompt and seed, with a bootstrap interval; * marks a change whose interval excludes 0."""
+    from kinema.eval.compare import compare_runs, load_clips
+    from kinema.eval.shapesbench import ACCURACY_DIMENSIONS
+
+    if not 0.5 <= confidence <= 0.999:
+        raise UsageError(f"--confidence must be 0.5..0.999, got {confidence}")
+    name_a, clips_a = load_clips(a, a_generator)
+    name_b, clips_b = load_clips(b, b_generator)
+    rows, pooled = compare_runs(clips_a, clips_b, confidence)
+    table = Table("dimension", "pairs", "A", "B", "B - A", f"{100 * confidence:g}% interval",
+                  "changed", title="ShapesBench, paired by prompt and seed",
+                  caption=f"A: {name_a} ({a})\nB: {name_b} ({b})")  # fmt: skip
+    for r in [*rows, pooled]:
+        accuracy = r.dimension in ACCURACY_DIMENSIONS or r.dimension == "pooled"
+        value = (lambda v: f"{v:.1f}%") if accuracy else (lambda v: f"{v:.3g}")
+        delta = (lambda v: f"{v:+.1f}") if accuracy else (lambda v: f"{v:+.2g}")
+        table.add_row(r.dimension, str(r.pairs), value(r.mean_a), value(r.mean_b),
+                      delta(r.difference) + (" *" if r.significant else ""),
+                      f"{delta(r.low)}..{delta(r.high)}", str(r.changed))  # fmt: skip
+    console.print(table)
+
+
 # ----------------------------------------------------------------------------- train
 
 
