@@ -184,6 +184,10 @@ def test_flf2v_generates_from_first_and_last_frames(folders):
     video = pipe(PROMPT, image=picture(4), last_image=picture(5), seconds=1, width=32, height=48,
                  steps=2)  # fmt: skip
     assert video.frames.shape == (9, 48, 32, 3) and video.metadata["pinned_frames"] == [0, 8]
+    # guidance reuse: the conditional branch alone gets its own image tokens and channels
+    cached = pipe(PROMPT, image=picture(4), last_image=picture(5), seconds=1, width=32,
+                  height=48, steps=8, cache_guidance_every=2)  # fmt: skip
+    assert cached.metadata["step_cache"]["guidance_reused"] == 3  # steps 2, 4, 6 after 2 full
     with pytest.raises(ConditioningError, match="a first and a last frame"):
         pipe(PROMPT, image=picture(4), seconds=1, width=32, height=48, steps=1)
 

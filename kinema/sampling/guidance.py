@@ -132,18 +132,15 @@ def guided_velocity(
         context, mask, image_context = prepare(context, mask, *given), None, None
         if reuse_guidance:
             given = () if cond_image is None else (cond_image,)
-            cond_context, cond_mask, cond_image = (
-                prepare(cond_context, cond_mask, *given),
-                None,
-                None,
-            )
+            cond_context = prepare(cond_context, cond_mask, *given)
+            cond_mask = cond_image = None
 
-    def net_v(x: torch.Tensor, t: torch.Tensor, branches: str = "both") -> torch.Tensor:
+    def net_v(x: torch.Tensor, t: torch.Tensor, cond_only: bool = False) -> torch.Tensor:
         extra = {k: torch.full((x.shape[0],), float(v))
                  for k, v in (("motion", motion), ("fps", fps)) if v is not None}  # fmt: skip
         if step_cache is not None:
             extra["step_cache"] = step_cache
-        ctx, msk, img = (cond_context, cond_mask, cond_image) if branches == "cond" else (
+        ctx, msk, img = (cond_context, cond_mask, cond_image) if cond_only else (
             context, mask, image_context)  # fmt: skip
         if img is not None:
             extra["image_context"] = img
@@ -160,7 +157,7 @@ def guided_velocity(
             x = known.apply(x)
             tt = tt.masked_fill(known.frame_mask.to(x.device)[None, :], known.noise_level)
         if reuse_guidance and not step_cache.unconditional_due():
-            v = step_cache.guided(net_v(x, tt, "cond"), None, guidance)
+            v = step_cache.guided(net_v(x, tt, cond_only=True), None, guidance)
         elif use_cfg:
             v = net_v(torch.cat([x, x]), torch.cat([tt, tt]))
             v_cond, v_uncond = v.chunk(2)
