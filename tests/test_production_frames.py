@@ -43,6 +43,9 @@ def test_positions_for_any_ratio():
     assert np.allclose(retime_positions(17, 8, 24), np.arange(49) / 3)
     assert len(retime_positions(17, 8, 16)) == 33 and len(retime_positions(17, 8, 30)) == 61
     assert np.allclose(retime_positions(17, 8, 4), np.arange(9) * 2)  # fewer frames: a subsample
+    odd = retime_positions(21, 8, 25)  # 2.5 s at 25 fps is 62.5 frames: 64 frames, ending on 20
+    assert len(odd) == 64 and odd[0] == 0 and odd[-1] == 20 and np.all(np.diff(odd) > 0)
+    assert np.allclose(np.diff(odd), 20 / 63)  # evenly spaced: stretched by 0.5 / 62.5
     with pytest.raises(ValueError, match="positive"):
         retime_positions(17, 8, 0)
 

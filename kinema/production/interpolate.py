@@ -198,13 +198,18 @@ def make_interpolator(name: str = "learned") -> Interpolator:
 
 def retime_positions(count: int, fps: float, target_fps: float) -> np.ndarray:
     """Positions (in input frame indices) of the frames of a clip of `count` frames at `fps`
-    played at `target_fps`: the same duration, (count - 1) / fps seconds, first and last frames
-    kept. (N,) float with N = floor(duration * target_fps + 1e-6) + 1."""
+    played at `target_fps`: the first and last frames kept exactly (a pinned last image stays
+    the last frame), over N = round(duration * target_fps) + 1 frames, where the duration is
+    (count - 1) / fps seconds. When the duration is not a whole number of output frames
+    (2.5 s at 25 fps) the clip is stretched by less than half an output frame to end on its
+    last frame. (N,) float."""
     if not (fps > 0 and target_fps > 0):
         raise ValueError(f"frame rates must be positive, got {fps} and {target_fps}")
     duration = (count - 1) / fps
-    n = math.floor(duration * target_fps + 1e-6) + 1
-    return np.arange(n, dtype=np.float64) * fps / target_fps
+    n = math.floor(duration * target_fps + 0.5) + 1  # half up (Python's round goes to even)
+    if n == 1:
+        return np.zeros(1)
+    return np.linspace(0.0, count - 1.0, n)
 
 
 def retime(
