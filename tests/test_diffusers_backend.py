@@ -7,11 +7,13 @@ can do is refused with a message."""
 
 from __future__ import annotations
 
+import io
 import re
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 pytest.importorskip("diffusers")
 pytest.importorskip("accelerate")  # diffusers loads Wan's transformer only through it
@@ -150,6 +152,22 @@ def test_the_serving_worker_and_its_checks_take_it(pipes, folders, tmp_path):
     assert spec.params["num_frames"] == 9
     with pytest.raises(ApiError, match="multiple of 16"):
         job_spec({"prompt": PROMPT, "size": "40x32"}, info, Limits(), Defaults())
+    # refused at the door, not in a worker: images and extension for a text-to-video pipeline,
+    # no image for an image-to-video one; a long clip is one pass (no window to chain)
+    png = io.BytesIO()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(png, format="PNG")
+    with pytest.raises(ApiError, match="it takes no images"):
+        job_spec({"prompt": PROMPT, "size": "32x32"}, info, Limits(), Defaults(), png.getvalue())
+    assert (info.images_needed, info.takes_known_frames) == (0, False)
+    long = job_spec({"prompt": PROMPT, "size": "32x32", "seconds": "8"}, info, Limits(), Defaults())
+    assert long.params["num_frames"] == 65
+    svd = ModelInfo.read(f"diffusers:{folders['svd']}")
+    assert (svd.images_needed, svd.takes_image_noise) == (1, True)
+    with pytest.raises(ApiError, match="image-to-video model: it needs input_reference"):
+        job_spec({"prompt": PROMPT, "size": "32x32"}, svd, Limits(), Defaults())
+    made = job_spec({"prompt": PROMPT, "size": "32x32", "image_noise": 0.1}, svd, Limits(),
+                    Defaults(), png.getvalue())  # fmt: skip
+    assert made.inputs
     store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}", lease_seconds=5.0)
     try:
         job = store.create("alice", model, PROMPT, spec.params)

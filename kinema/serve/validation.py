@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 import io
 import json
 import re
 import secrets
+import sys
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -73,6 +75,9 @@ class ModelInfo:
     dit: SimpleNamespace  # .cfg: DiTConfig
     sampler_defaults: dict = field(default_factory=dict)  # the model folder's (kinema.models)
     base: BaseFormat = field(default_factory=BaseFormat)  # where the production pipeline generates
+    # images the model needs where its transformer's config cannot say (a diffusers pipeline:
+    # 1 for Stable Video Diffusion, else 0); None: from the config (Wan2.1 I2V/FLF2V)
+    images: int | None = None
 
     def default(self, key: str, server: float | None):
         """A sampler setting a request left out: the server's if set, else the model's, else
@@ -87,7 +92,10 @@ class ModelInfo:
             fmt = pipeline_format(model)
             vae = SimpleNamespace(spatial_factor=fmt.unit, temporal_factor=fmt.temporal)
             dit = DiTConfig(patch=(1, 1, 1), micro_conditioning=fmt.image_to_video)
-            return cls(model, SimpleNamespace(cfg=vae), SimpleNamespace(cfg=dit))
+            # one pass of any length, never from known frames (kinema/backends)
+            base = dataclasses.replace(BaseFormat(), known_frames=False, max_frames=sys.maxsize)
+            return cls(model, SimpleNamespace(cfg=vae), SimpleNamespace(cfg=dit), base=base,
+                       images=int(fmt.image_to_video))  # fmt: skip
         folder = resolve_model(model)
         layout = model_layout(folder)
         defaults = sampler_defaults(folder)
@@ -111,9 +119,14 @@ class ModelInfo:
 
     @property
     def images_needed(self) -> int:
-        """Images the model's transformer is conditioned on, and so needs: 0, 1 (Wan2.1 I2V: the
-        first frame) or 2 (FLF2V: the first and the last)."""
-        return wan_images(self.dit.cfg)
+        """Images the model is conditioned on, and so needs: 0, 1 (Wan2.1 I2V, SVD: the first
+        frame) or 2 (FLF2V: the first and the last)."""
+        return self.images if self.images is not None else wan_images(self.dit.cfg)
+
+    @property
+    def takes_image_noise(self) -> bool:
+        """Noise augmentation of the given images: kinema's known frames, SVD's noise_aug."""
+        return self.takes_known_frames or self.images is not None
 
     @property
     def takes_known_frames(self) -> bool:
@@ -341,16 +354,16 @@ def _check_images(
                        "or send the one image as input_reference", param="last_reference",
                        code="invalid_value")  # fmt: skip
     if needed == 1 and not first:
-        raise ApiError(400, f"{info.name} is a Wan2.1 image-to-video model: it needs "
+        raise ApiError(400, f"{info.name} is an image-to-video model: it needs "
                        "input_reference, the first frame (an image file, or image_url as a "
                        "base64 data URL)", param="input_reference",
                        code="invalid_value")  # fmt: skip
     if needed == 1 and last:
-        raise unsupported("last_reference", "last_reference", info.name, "a Wan2.1 "
-                          "image-to-video (I2V) model takes the first frame only; leave "
+        raise unsupported("last_reference", "last_reference", info.name, "this "
+                          "image-to-video model takes the first frame only; leave "
                           "last_reference out, or serve a first-last-frame (FLF2V) "
                           "model")  # fmt: skip
-    if needed and body.image_noise:
+    if needed and body.image_noise and not info.takes_image_noise:
         raise unsupported("image_noise", "image_noise", info.name, "it takes its images "
                           "through the transformer's input, not as known frames; leave "
                           "image_noise out or at 0")  # fmt: skip
