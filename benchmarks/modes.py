@@ -150,7 +150,9 @@ def main() -> None:
                 for i, (p, _) in enumerate(moving_scenes(args.scenes, seed=7))
             ]))  # fmt: skip
         report["motion"] = {str(k): v for k, v in mm.items()}
-        t = Table(title="motion strength -> motion magnitude (frame diagonals per frame), mean over scenes")
+        t = Table(
+            title="motion strength -> motion magnitude (frame diagonals per frame), mean over scenes"
+        )
         for m in settings:
             t.add_column(f"motion {m:g}", justify="right")
         t.add_row(*(f"{mm[m]:.3f}" for m in settings))
