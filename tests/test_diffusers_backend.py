@@ -158,7 +158,11 @@ def test_the_serving_worker_and_its_checks_take_it(pipes, folders, tmp_path):
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(png, format="PNG")
     with pytest.raises(ApiError, match="it takes no images"):
         job_spec({"prompt": PROMPT, "size": "32x32"}, info, Limits(), Defaults(), png.getvalue())
-    assert (info.images_needed, info.takes_known_frames) == (0, False)
+    assert (info.images_needed, info.takes_known_frames, info.takes_image_noise) == (
+        0,
+        False,
+        False,
+    )
     long = job_spec({"prompt": PROMPT, "size": "32x32", "seconds": "8"}, info, Limits(), Defaults())
     assert long.params["num_frames"] == 65
     svd = ModelInfo.read(f"diffusers:{folders['svd']}")

@@ -125,8 +125,9 @@ class ModelInfo:
 
     @property
     def takes_image_noise(self) -> bool:
-        """Noise augmentation of the given images: kinema's known frames, SVD's noise_aug."""
-        return self.takes_known_frames or self.images is not None
+        """Noise augmentation of the given images: kinema's known frames, SVD's noise_aug (a
+        diffusers pipeline that needs an image); not a text-to-video pipeline's."""
+        return self.takes_known_frames or bool(self.images)
 
     @property
     def takes_known_frames(self) -> bool:
