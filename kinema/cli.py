@@ -941,6 +941,15 @@ def train_dit(
             "kinema-tiny's sampling shift)",
         ),
     ] = 1.0,
+    direction_focus: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="share of batches made only of left/right/up/down movers with their first "
+            "frame revealed and their mirror image beside them (teaches the direction words)",
+        ),
+    ] = 0.0,
 ) -> None:
     """Train the diffusion transformer on VAE latents of world clips. Writes dit.safetensors."""
     from kinema.dit.transformer import DiTConfig
@@ -973,6 +982,7 @@ def train_dit(
         init=start,
         pair_prob=pairs,
         time_shift=time_shift,
+        direction_focus=direction_focus,
     )
     tcfg = TrainConfig(
         str(output), steps=steps, minutes=minutes, lr=lr, warmup=300, seed=seed, save_every=250

@@ -145,3 +145,30 @@ def test_direction_pairs_are_mirrored_clips_with_the_same_noise_and_time():
         for j in unpaired:  # fresh noise for samples that are not a pair
             assert not torch.equal(noise[j], noise[j + 1])  # fmt: skip
     assert pairs >= 4
+
+
+def test_direction_focus_batches_are_revealed_mirrored_movers():
+    from kinema.dit.transformer import DiTConfig
+    from kinema.train.distributed import DistInfo
+    from kinema.train.dit_task import DiTTask
+    from kinema.vae.causal_vae import CausalVAE, VAEConfig
+
+    vae = CausalVAE(VAEConfig(latent_channels=4, channels=(8, 16, 16), temporal_blocks=1))
+    cfg = DiTConfig(
+        in_channels=4, out_channels=4, dim=32, ffn_dim=64, heads=2, layers=1, text_dim=8
+    )
+    task = DiTTask(vae, word_encoder, cfg, batch_size=4, pool_size=40, direction_focus=1.0)
+    assert task.movers and len(task.movers) < len(task.pool)  # only scenes with a mirror
+    stream = task.batches(DistInfo(), seed=0)
+    videos = 0
+    for _ in range(8):
+        batch = next(stream)
+        frames = batch.latents.shape[2]
+        if frames == 1:  # images have no direction: ordinary batches
+            continue
+        videos += 1
+        assert batch.partner.tolist() == [j - j % 2 for j in range(len(batch.partner))]
+        assert batch.known[:, 0].all() and not batch.known[:, 1:].any()  # the first frame alone
+        for j in range(1, len(batch.partner), 2):
+            assert not torch.equal(batch.latents[j], batch.latents[j - 1])
+    assert videos >= 3

@@ -125,6 +125,12 @@ def reveal_mask(frames: int, rng: np.random.Generator) -> torch.Tensor:
     return known
 
 
+def first_frame_mask(frames: int) -> torch.Tensor:
+    known = torch.zeros(frames, dtype=torch.bool)
+    known[0] = True
+    return known
+
+
 class DiTTask:
     name = "dit"
 
@@ -144,6 +150,7 @@ class DiTTask:
         init: DiT | None = None,
         pair_prob: float = 0.0,
         time_shift: float = 1.0,
+        direction_focus: float = 0.0,
     ):
         """reuse: optimizer steps per rendered and encoded batch (each with fresh noise and
         times); rendering and VAE encoding cost about as much as a step of the transformer.
@@ -151,7 +158,10 @@ class DiTTask:
         pair_prob: chance that a sample whose scene has a mirror comes with it as a pair.
         time_shift: the sampler's schedule shift applied to the training times too, so the
         high-noise steps where a clip's layout and motion are decided get trained as often as
-        the sampler visits them."""
+        the sampler visits them.
+        direction_focus: share of batches made only of scenes with a left/right/up/down mover,
+        each with its first frame revealed and its mirror image beside it: there the caption's
+        direction words are the only thing that tells where the object goes next."""
         self.model = init.train().requires_grad_(True) if init is not None else DiT(cfg)
         self.cfg = self.model.cfg
         self.vae = vae.eval().requires_grad_(False)
@@ -163,8 +173,10 @@ class DiTTask:
         self.reuse = reuse
         self.pair_prob = pair_prob
         self.time_shift = time_shift
+        self.direction_focus = direction_focus
         cache = cache_dir / f"captions_{pool_size}_pairs.pt" if cache_dir is not None else None
         self.pool = CaptionPool(encoder, pool_size, seed=1234, cache=cache)
+        self.movers = [i for i, m in enumerate(self.pool.mirror_states) if m is not None]
 
     def samples_in(self, batch: DiTBatch) -> int:
         return batch.latents.shape[0]
@@ -179,6 +191,7 @@ class DiTTask:
         p = np.array(DIT_WEIGHTS) / sum(DIT_WEIGHTS)
         while True:
             bucket = DIT_BUCKETS[int(rng.choice(len(DIT_BUCKETS), p=p))]
+            focus = bucket.num_frames > 1 and rng.random() < self.direction_focus
             # fewer clips when they are longer than 17 frames, so no batch costs much more
             latent_frames = 1 + (bucket.num_frames - 1) // 4
             n = (
@@ -189,8 +202,14 @@ class DiTTask:
             # (pool index, mirrored, partner): a pair's second sample takes the first's noise
             picks: list[tuple[int, bool, int]] = []
             pair_prob = self.pair_prob if bucket.num_frames > 1 else 0.0  # images show no motion
+            if focus:
+                pair_prob = 1.0
             while len(picks) < n:
-                i = int(rng.integers(len(self.pool)))
+                i = (
+                    self.movers[int(rng.integers(len(self.movers)))]
+                    if focus
+                    else int(rng.integers(len(self.pool)))
+                )
                 picks.append((i, False, len(picks)))
                 paired = self.pool.mirror_states[i] is not None and rng.random() < pair_prob
                 if paired and len(picks) < n:
@@ -218,7 +237,9 @@ class DiTTask:
             frames = latents.shape[2]
             known = torch.stack(
                 [
-                    reveal_mask(frames, rng)
+                    first_frame_mask(frames)
+                    if focus
+                    else reveal_mask(frames, rng)
                     if rng.random() < self.reveal_prob
                     else torch.zeros(frames, dtype=torch.bool)
                     for _ in picks
