@@ -125,21 +125,27 @@ def tiny():
 
 
 def test_time_estimate_is_within_a_factor_of_two_of_a_real_generation(tiny):
-    # one thread: two threads on a CPU shared with other work run at erratic speeds
+    # one thread: two threads on a CPU shared with other work run at erratic speeds. Each try
+    # calibrates and then generates at once, so both see the same load; a load that changes
+    # between the two gets another try, while a cost model that is off fails every try.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    prompt = "a red circle moving left on a black background"
+    tries = []
     try:
         s = GenerationSettings(width=64, height=64, num_frames=17, steps=4)
-        cal = calibrate(tiny, repeats=2)
-        estimate = plan_cost(tiny.dit.cfg, tiny.vae.cfg, s).seconds(cal)
-        measured = []
-        for _ in range(2):
+        tiny.generate(prompt, s)  # warm-up
+        for _ in range(3):
+            cal = calibrate(tiny, repeats=2)
+            estimate = plan_cost(tiny.dit.cfg, tiny.vae.cfg, s).seconds(cal)
             start = time.perf_counter()
-            tiny.generate("a red circle moving left on a black background", s)
-            measured.append(time.perf_counter() - start)
+            tiny.generate(prompt, s)
+            tries.append((estimate, time.perf_counter() - start))
+            if 0.5 < estimate / tries[-1][1] < 2.0:
+                break
     finally:
         torch.set_num_threads(threads)
-    assert 0.5 < estimate / min(measured) < 2.0, (estimate, measured, cal)
+    assert any(0.5 < e / m < 2.0 for e, m in tries), tries
 
 
 # ----------------------------------------------------------------------------- CLI
