@@ -219,6 +219,31 @@ def test_cfg_is_its_formula_and_known_frames_stay_put():
     )
 
 
+def test_motion_strength_goes_to_the_conditional_branch_alone():
+    """The unconditional branch goes without the motion strength (as it was trained with the
+    input dropped), so guidance pushes towards the asked-for motion; fps goes to both."""
+    cond = TextCondition(torch.ones(1, 2, 8), torch.ones(1, 2, dtype=torch.bool))
+    uncond = TextCondition(torch.zeros(1, 1, 8), torch.ones(1, 1, dtype=torch.bool))
+    seen = []
+
+    def net(x, t, ctx, mask, motion=None, fps=None):  # "v" = the motion given, 0 when none
+        seen.append((motion.clone(), fps.clone()))
+        return torch.nan_to_num(motion)[:, None, None, None, None].expand_as(x).clone()
+
+    v = guided_velocity(net, "v", cond, uncond, 3.0, motion=100.0, fps=8.0)(
+        torch.zeros(1, 4, 2, 2, 2), 0.5
+    )
+    motion, fps = seen[-1]
+    assert (
+        motion[0] == 100.0 and torch.isnan(motion[1]) and torch.equal(fps, torch.tensor([8.0, 8.0]))
+    )
+    assert torch.allclose(v, torch.full_like(v, 0 + 3.0 * (100.0 - 0)))
+    guided_velocity(net, "v", cond, None, 1.0, motion=100.0, fps=8.0)(
+        torch.zeros(1, 4, 2, 2, 2), 0.5
+    )
+    assert torch.equal(seen[-1][0], torch.tensor([100.0]))  # no guidance: one branch, with it
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 

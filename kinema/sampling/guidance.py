@@ -7,7 +7,9 @@
   their positions before every evaluation and carry t = 0 (or a small t with the same amount of
   fixed noise mixed in: noise augmentation, which loosens their hold); only the other frames are
   denoised.
-- micro-conditioning (motion strength 0..255, fps) goes to both CFG branches alike.
+- micro-conditioning: the frame rate goes to both CFG branches alike; the motion strength to the
+  conditional one alone (the model learned it with the input dropped at times, so guidance then
+  pushes towards the asked-for motion as well as towards the text).
 - an image input (Wan I2V, kinema/pipeline/wan_i2v.py): CLIP tokens for the cross-attention and
   channels joined to the latents before every evaluation, the same for both CFG branches.
 """
@@ -138,6 +140,10 @@ def guided_velocity(
     def net_v(x: torch.Tensor, t: torch.Tensor, cond_only: bool = False) -> torch.Tensor:
         extra = {k: torch.full((x.shape[0],), float(v))
                  for k, v in (("motion", motion), ("fps", fps)) if v is not None}  # fmt: skip
+        if motion is not None and use_cfg and not cond_only:
+            # the unconditional branch goes without the motion strength too (as trained, with
+            # it dropped), so guidance pushes towards the asked-for motion as well as the text
+            extra["motion"][x.shape[0] // 2 :] = float("nan")
         if step_cache is not None:
             extra["step_cache"] = step_cache
         ctx, msk, img = (cond_context, cond_mask, cond_image) if cond_only else (
