@@ -6,7 +6,9 @@ anew, so one caption stands for endlessly many clips. Each batch is one bucket (
 so the model learns images and clips of several lengths and aspect ratios with one set of
 weights. Some samples reveal latent frames (first, first+last, keyframes, a prefix) with t = 0:
 the one conditioning mechanism, trained from the start. Some samples come as direction pairs
-(kinema/world/pairs.py): a scene and its mirror image with the same noise and time.
+(kinema/world/pairs.py): a scene and its mirror image with the same noise and time. With
+direction focus, some batches hold only such pairs of movers with their first frame revealed:
+the task where the caption's direction words alone say where the object goes next.
 """
 
 from __future__ import annotations
