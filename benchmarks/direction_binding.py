@@ -53,9 +53,11 @@ def mirror_pairs(n: int, seed: int):
     return out
 
 
-def noisy_after_first(latents: torch.Tensor, noise: torch.Tensor, t: float):
-    """Latents with frame 0 known (t = 0) and the others at flow time t -> (x_t, per-frame t)."""
-    times = torch.full((latents.shape[0], latents.shape[2]), t)
+def noisy_after_first(latents: torch.Tensor, noise: torch.Tensor, t: float | torch.Tensor):
+    """Latents with frame 0 known (t = 0) and the others at flow time t (one for all clips, or
+    one per clip) -> (x_t, per-frame t)."""
+    b, f = latents.shape[0], latents.shape[2]
+    times = torch.as_tensor(t, dtype=torch.float32).expand(b)[:, None].expand(b, f).clone()
     times[:, 0] = 0.0
     tt = times[:, None, :, None, None]
     return (1 - tt) * latents + tt * noise, times

@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 import torch
+from direction_binding import noisy_after_first  # this folder's probe
 
 from kinema.dit.transformer import DiT, DiTConfig
 from kinema.models import MODELS, load_vae
@@ -56,13 +57,6 @@ def make_pairs(n: int, rng: np.random.Generator, vae, encoder):
     return torch.cat(latents), *stack_states(states)
 
 
-def first_known(latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor):
-    times = t[:, None].expand(latents.shape[0], latents.shape[2]).clone()
-    times[:, 0] = 0.0
-    tt = times[:, None, :, None, None]
-    return (1 - tt) * latents + tt * noise, times
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -90,7 +84,7 @@ def main() -> None:
     def held_out_losses() -> tuple[float, float]:
         model.eval()
         noise = torch.randn(held[::2].shape, generator=torch.Generator().manual_seed(0))
-        xt, times = first_known(held, noise.repeat_interleave(2, 0), torch.ones(len(held)))
+        xt, times = noisy_after_first(held, noise.repeat_interleave(2, 0), torch.ones(len(held)))
         target = (noise.repeat_interleave(2, 0) - held)[:, :, 1:]
         own = ((model(xt, times, held_context, held_mask)[:, :, 1:] - target) ** 2).mean()
         mirror = model(xt, times, held_context[swap], held_mask[swap])[:, :, 1:]
@@ -107,7 +101,7 @@ def main() -> None:
             break
         pick = torch.randint(0, len(latents), (batch,))
         x0, noise = latents[pick], torch.randn_like(latents[pick])
-        xt, times = first_known(x0, noise, shift_time(torch.sigmoid(torch.randn(batch)), 3.0))
+        xt, times = noisy_after_first(x0, noise, shift_time(torch.sigmoid(torch.randn(batch)), 3.0))
         out = model(xt, times, context[pick], mask[pick])
         loss = ((out - (noise - x0))[:, :, 1:] ** 2).mean()
         opt.zero_grad()

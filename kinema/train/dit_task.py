@@ -110,12 +110,14 @@ def stack_states(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
     return out, mask
 
 
-def reveal_mask(frames: int, rng: np.random.Generator) -> torch.Tensor:
-    """Which latent frames a training sample reveals: first / first+last / keyframes / prefix."""
+def reveal_mask(frames: int, rng: np.random.Generator, mode: str | None = None) -> torch.Tensor:
+    """Which latent frames a training sample reveals: first / first+last / keyframes / prefix,
+    drawn, or the mode given."""
     known = torch.zeros(frames, dtype=torch.bool)
     if frames < 2:
         return known
-    mode = rng.choice(["first", "first_last", "keyframes", "prefix"], p=[0.5, 0.2, 0.15, 0.15])
+    if mode is None:
+        mode = rng.choice(["first", "first_last", "keyframes", "prefix"], p=[0.5, 0.2, 0.15, 0.15])
     if mode == "first":
         known[0] = True
     elif mode == "first_last":
@@ -124,12 +126,6 @@ def reveal_mask(frames: int, rng: np.random.Generator) -> torch.Tensor:
         known[rng.choice(frames, size=max(1, frames // 3), replace=False)] = True
     else:
         known[: int(rng.integers(1, frames))] = True
-    return known
-
-
-def first_frame_mask(frames: int) -> torch.Tensor:
-    known = torch.zeros(frames, dtype=torch.bool)
-    known[0] = True
     return known
 
 
@@ -239,7 +235,7 @@ class DiTTask:
             frames = latents.shape[2]
             known = torch.stack(
                 [
-                    first_frame_mask(frames)
+                    reveal_mask(frames, rng, "first")
                     if focus
                     else reveal_mask(frames, rng)
                     if rng.random() < self.reveal_prob
