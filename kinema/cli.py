@@ -950,6 +950,13 @@ def train_dit(
             "frame revealed and their mirror image beside them (teaches the direction words)",
         ),
     ] = 0.0,
+    whiten_text: Annotated[
+        bool,
+        typer.Option(
+            help="whiten the text states with the caption pool's statistics (added to --init "
+            "weights that lack it, keeping what they compute)"
+        ),
+    ] = True,
 ) -> None:
     """Train the diffusion transformer on VAE latents of world clips. Writes dit.safetensors."""
     from kinema.dit.transformer import DiTConfig
@@ -962,9 +969,15 @@ def train_dit(
     info = init_distributed()
     output.mkdir(parents=True, exist_ok=True)
     cfg = DiTConfig(dim=dim, ffn_dim=4 * dim, heads=heads, layers=layers, prediction=prediction,
-                    micro_conditioning=micro, pooled_text=pooled_text)  # fmt: skip
+                    micro_conditioning=micro, pooled_text=pooled_text,
+                    text_whitening=whiten_text)  # fmt: skip
     start = (
-        load_dit(init, add_micro_conditioning=micro, add_pooled_text=pooled_text)
+        load_dit(
+            init,
+            add_micro_conditioning=micro,
+            add_pooled_text=pooled_text,
+            add_text_whitening=whiten_text,
+        )  # fmt: skip
         if init is not None
         else None
     )

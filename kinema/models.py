@@ -54,10 +54,14 @@ def load_vae(path: str | Path) -> CausalVAE:
 
 
 def load_dit(
-    path: str | Path, add_micro_conditioning: bool = False, add_pooled_text: bool = False
+    path: str | Path,
+    add_micro_conditioning: bool = False,
+    add_pooled_text: bool = False,
+    add_text_whitening: bool = False,
 ) -> DiT:
     """add_micro_conditioning / add_pooled_text: give a checkpoint without them fresh
-    (zero-output) motion-and-fps or pooled-text inputs, to fine-tune them in."""
+    (zero-output) motion-and-fps or pooled-text inputs, to fine-tune them in;
+    add_text_whitening: an identity text whitening, to be fitted (DiT.fit_text_whitening)."""
     tensors, config = read_weights(path, "kinema-dit")
     may_lack: tuple[str, ...] = ()
     if add_micro_conditioning:
@@ -66,6 +70,9 @@ def load_dit(
     if add_pooled_text:
         config = {**config, "pooled_text": True}
         may_lack += ("pooled_text_embedding.",)
+    if add_text_whitening:
+        config = {**config, "text_whitening": True}
+        may_lack += ("text_whitening.",)
     try:
         cfg = DiTConfig(**config)
     except (TypeError, ValueError) as e:

@@ -156,6 +156,46 @@ def test_pooled_text_input_joins_trained_weights_without_changing_them(tmp_path,
         assert torch.allclose(pooled(x, t, pooled.prepare_context(ctx, mask)), moved, atol=1e-6)
 
 
+def test_text_whitening_joins_trained_weights_without_changing_them(tmp_path, dit):
+    """load_dit(add_text_whitening=True) then fit_text_whitening: the caption statistics whiten
+    the text states (identity covariance on the fitting set) while the first text layers absorb
+    the change, so the model computes what it did; a second fit does the same; the buffers
+    travel with the weights."""
+    from kinema.dit.layers import TextWhitening
+    from kinema.models import load_dit
+
+    path = save_weights(tmp_path / "dit.safetensors", dit, "kinema-dit", dit.cfg)
+    whitened = load_dit(path, add_pooled_text=True, add_text_whitening=True)
+    randomize(whitened.pooled_text_embedding, seed=4)  # the fold must keep this path too
+    reference = DiT(whitened.cfg)
+    reference.load_state_dict(whitened.state_dict())
+    gen = torch.Generator().manual_seed(1)
+    # anisotropic states, as a text encoder's are: a shared offset and unequal spreads
+    states = torch.randn(500, 8, generator=gen) * torch.linspace(0.5, 3.0, 8) + 5.0
+    x, t, ctx = torch.randn(2, 4, 3, 8, 8), torch.tensor([0.3, 0.7]), states[:10].reshape(2, 5, 8)
+    mask = torch.tensor([[True, True, True, True, False]] * 2)
+    assert not whitened.text_whitening.fitted
+    with torch.no_grad():
+        before = whitened(x, t, ctx, mask)
+        assert torch.allclose(before, reference(x, t, ctx, mask), atol=1e-6)
+        whitened.fit_text_whitening(states)
+        assert whitened.text_whitening.fitted
+        z = whitened.text_whitening(states)
+        assert z.mean(0).abs().max() < 1e-3
+        assert torch.allclose(torch.cov(z.T), torch.eye(8), atol=0.03)  # up to the floor
+        assert torch.allclose(whitened(x, t, ctx, mask), before, atol=1e-4)
+        whitened.fit_text_whitening(states[:200])  # refitting keeps the function too
+        assert torch.allclose(whitened(x, t, ctx, mask), before, atol=1e-4)
+        saved = save_weights(tmp_path / "w.safetensors", whitened, "kinema-dit", whitened.cfg)
+        loaded = load_dit(saved)
+        assert loaded.cfg.text_whitening and loaded.text_whitening.fitted
+        assert torch.allclose(loaded(x, t, ctx, mask), before, atol=1e-4)
+    with pytest.raises(ValueError, match="no text whitening"):
+        dit.fit_text_whitening(states)
+    mean, matrix = TextWhitening.statistics(torch.randn(50, 8))
+    assert mean.shape == (8,) and torch.allclose(matrix, matrix.T, atol=1e-5)
+
+
 def test_rope_preserves_norm_and_encodes_relative_position():
     cos, sin = rope_tables(12, (6, 1, 1))
     q = torch.randn(1, 1, 1, 12).expand(1, 6, 1, 12)

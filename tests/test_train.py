@@ -52,8 +52,8 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
 
 
 def test_dit_training_goes_on_from_given_weights(tmp_path):
-    """`train dit --init` starts from given weights (their config wins, plus the motion, fps and
-    pooled-text inputs when they lack them) and moves them."""
+    """`train dit --init` starts from given weights (their config wins, plus the motion, fps,
+    pooled-text inputs and the text whitening when they lack them) and moves them."""
     import dataclasses
 
     from model_helpers import tiny_model
@@ -73,12 +73,18 @@ def test_dit_training_goes_on_from_given_weights(tmp_path):
         load_dit(tmp_path / "run" / "dit.safetensors"),
     )
     # not the --dim 64 --layers 2 of the command line
-    assert after.cfg == dataclasses.replace(before.cfg, micro_conditioning=True, pooled_text=True)
+    assert after.cfg == dataclasses.replace(
+        before.cfg, micro_conditioning=True, pooled_text=True, text_whitening=True
+    )
+    assert after.text_whitening.fitted  # to the caption pool's statistics
     old, new = before.state_dict(), after.state_dict()
-    diffs = [(new[k] - v).abs().max().item() for k, v in old.items()]
+    # the first text layer absorbs the whitening (same function, other weights)
+    diffs = [(new[k] - v).abs().max().item() for k, v in old.items() if "text_embedding.0" not in k]
     assert 0 < max(diffs) < 0.05, max(diffs)
     added = {
-        k for k in new if k.startswith(("motion_embedding.", "fps_embedding.", "pooled_text_"))
+        k
+        for k in new
+        if k.startswith(("motion_embedding.", "fps_embedding.", "pooled_text_", "text_whitening."))
     }
     assert set(new) - set(old) == added != set()  # fmt: skip
 

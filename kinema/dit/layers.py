@@ -109,6 +109,38 @@ class ImageEmbedding(nn.Module):
         return self.proj(image)
 
 
+class TextWhitening(nn.Module):
+    """Centres and decorrelates the frozen text encoder's token states (ZCA whitening) with
+    statistics of the training captions: x -> (x - mean) @ matrix, identity until fitted.
+    MiniLM's states share a strong common part, so words that matter can differ little: a
+    caption with "right" instead of "left" moves the mean state by 19%, "blue" for "red" by
+    59%; whitened, 45% and 78%. A toy DiT learning direction words (benchmarks/direction_toy.py)
+    reads them much sooner on whitened states: after 1,000 steps its loss with the mirrored
+    caption is 1.38x its loss with the own caption, against 1.009x on the raw states."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("matrix", torch.eye(dim))
+
+    @property
+    def fitted(self) -> bool:
+        return not torch.equal(self.matrix, torch.eye(len(self.matrix), device=self.matrix.device))
+
+    @staticmethod
+    def statistics(states: torch.Tensor, floor: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token states (N, dim) -> (mean, matrix). Eigenvalues below floor x their mean are
+        raised to it, so directions the captions never use are not blown up."""
+        states = states.double()
+        mean = states.mean(0)
+        values, vectors = torch.linalg.eigh(torch.cov((states - mean).T))
+        values = values.clamp(min=0) + floor * values.mean()
+        return mean.float(), (vectors @ torch.diag(values.rsqrt()) @ vectors.T).float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - self.mean) @ self.matrix
+
+
 def modulation_param(dim: int, n: int) -> nn.Parameter:
     """The learned base of adaLN: added to the timestep projection, it gives n vectors."""
     return nn.Parameter(torch.randn(1, n, dim) / dim**0.5)

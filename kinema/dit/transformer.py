@@ -19,6 +19,7 @@ from kinema.dit.layers import (
     DiTBlock,
     Head,
     ImageEmbedding,
+    TextWhitening,
     init_linear,
     sinusoidal_embedding,
     timestep_features,
@@ -48,6 +49,9 @@ class DiTConfig:
     # embedding (as SD3's pooled vector), a direct path for clip-wide words such as a direction;
     # off for Wan
     pooled_text: bool = False
+    # text_whitening: centre and decorrelate the text states with the training captions'
+    # statistics (layers.TextWhitening) before they are embedded; off for Wan
+    text_whitening: bool = False
     # Wan conventions, off (None) for kinema's own models:
     # text_len: Wan zero-pads the text states to this many tokens (512) and cross-attends to
     # all of them, padding included, where kinema masks the padding out.
@@ -131,6 +135,8 @@ class DiT(nn.Module):
             self.pooled_text_embedding = nn.Sequential(
                 nn.Linear(cfg.text_dim, dim), nn.SiLU(), nn.Linear(dim, dim)
             )
+        if cfg.text_whitening:
+            self.text_whitening = TextWhitening(cfg.text_dim)
         image = cfg.image_dim is not None
         if image:
             self.img_emb = ImageEmbedding(cfg.image_dim, dim, cfg.image_pos_len)
@@ -165,6 +171,33 @@ class DiT(nn.Module):
             nn.init.normal_(self.pooled_text_embedding[0].weight, std=0.02)
             nn.init.zeros_(self.pooled_text_embedding[2].weight)
             nn.init.zeros_(self.pooled_text_embedding[2].bias)
+
+    @torch.no_grad()
+    def fit_text_whitening(self, states: torch.Tensor) -> None:
+        """Whiten the text states with the statistics of these token states (N, text_dim),
+        folding the change into the first layers that read them, so the model computes the
+        same function as before (a trained model keeps its outputs; training goes on in the
+        whitened coordinates)."""
+        if not self.cfg.text_whitening:
+            raise ValueError("this model has no text whitening (DiTConfig.text_whitening)")
+        old_mean, old_matrix = (
+            self.text_whitening.mean.double(),
+            self.text_whitening.matrix.double(),
+        )
+        mean, matrix = TextWhitening.statistics(states)
+        # old states = new states @ m + c, so a layer reading them takes weight @ m.T and
+        # bias + weight @ c
+        m = torch.linalg.solve(matrix.double(), old_matrix)
+        c = (mean.double() - old_mean) @ old_matrix
+        layers = [self.text_embedding[0]]
+        if self.cfg.pooled_text:
+            layers.append(self.pooled_text_embedding[0])
+        for layer in layers:
+            weight = layer.weight.double()
+            layer.bias.copy_(layer.bias.double() + weight @ c)
+            layer.weight.copy_(weight @ m.T)
+        self.text_whitening.mean.copy_(mean)
+        self.text_whitening.matrix.copy_(matrix)
 
     def grid(self, latent_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         """Patch grid (F', H', W') for latents (F, H, W); raises if they do not divide."""
@@ -207,6 +240,8 @@ class DiT(nn.Module):
         """Text states (B, Lt, text_dim) and mask (B, Lt) bool -> the TextContext every forward
         of a generation shares (the text embedding and each block's keys and values, made once
         instead of once per step). image_context: (B, Li, image_dim) CLIP tokens, Wan I2V."""
+        if self.cfg.text_whitening:
+            context = self.text_whitening(context)
         pooled = None
         if self.cfg.pooled_text:
             weight = (

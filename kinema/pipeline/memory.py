@@ -3,8 +3,8 @@ fp32 islands, and offloading (each component on the accelerator only while it wo
 
 - dtype: the transformer's matrices, norms and embeddings of text and patches go to the given
   dtype; the timestep embedding, its projection and the adaLN modulation tables stay float32
-  (the fp32 islands, as Wan keeps them), and so do RoPE and the normalisation statistics, which
-  the layers compute in float32 anyway. The VAE and the text encoder keep their dtype.
+  (the fp32 islands, as Wan keeps them), and so do the text whitening, RoPE and the
+  normalisation statistics, which the layers compute in float32 anyway. The VAE and the text encoder keep their dtype.
 - offload: the text encoder, transformer and VAE wait in main memory and each is moved to the
   device for its stage, then back, so the device holds one of them at a time (plus the
   activations). On a CPU-only machine there is nowhere to move them: a no-op, said in a note.
@@ -19,7 +19,9 @@ from torch import nn
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
-FP32_ISLANDS = ("time_embedding", "time_projection", "motion_embedding", "fps_embedding")
+FP32_ISLANDS = (
+    "time_embedding", "time_projection", "motion_embedding", "fps_embedding", "text_whitening",
+)  # fmt: skip
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:

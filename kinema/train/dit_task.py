@@ -175,6 +175,9 @@ class DiTTask:
         cache = cache_dir / f"captions_{pool_size}_pairs.pt" if cache_dir is not None else None
         self.pool = CaptionPool(encoder, pool_size, seed=1234, cache=cache)
         self.movers = [i for i, m in enumerate(self.pool.mirror_states) if m is not None]
+        if self.cfg.text_whitening and not self.model.text_whitening.fitted:
+            # the same pool (same seed) on every rank, so every rank fits the same statistics
+            self.model.fit_text_whitening(torch.cat([s.float() for s in self.pool.states]))
 
     def samples_in(self, batch: DiTBatch) -> int:
         return batch.latents.shape[0]
