@@ -957,6 +957,14 @@ def train_dit(
             "weights that lack it, keeping what they compute)"
         ),
     ] = True,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto, bf16 or fp32: bf16 trains with mixed precision (autocast; weights and "
+            "optimizer stay float32); auto picks it where bfloat16 is native (AMX or "
+            "AVX512-BF16 CPUs, GPUs that have it)"
+        ),
+    ] = "auto",
 ) -> None:
     """Train the diffusion transformer on VAE latents of world clips. Writes dit.safetensors."""
     from kinema.dit.transformer import DiTConfig
@@ -964,9 +972,13 @@ def train_dit(
     from kinema.text.encoder import TextEncoder
     from kinema.train.distributed import init_distributed, shutdown
     from kinema.train.dit_task import DiTTask
-    from kinema.train.trainer import TrainConfig, train
+    from kinema.train.trainer import TrainConfig, native_bf16, train
 
+    if precision not in ("auto", "bf16", "fp32"):
+        raise UsageError(f"--precision must be auto, bf16 or fp32, got {precision!r}")
     info = init_distributed()
+    if precision == "auto":
+        precision = "bf16" if native_bf16(info.device) else "fp32"
     output.mkdir(parents=True, exist_ok=True)
     cfg = DiTConfig(dim=dim, ffn_dim=4 * dim, heads=heads, layers=layers, prediction=prediction,
                     micro_conditioning=micro, pooled_text=pooled_text,
@@ -998,8 +1010,9 @@ def train_dit(
         direction_focus=direction_focus,
     )
     tcfg = TrainConfig(
-        str(output), steps=steps, minutes=minutes, lr=lr, warmup=300, seed=seed, save_every=250
-    )
+        str(output), steps=steps, minutes=minutes, lr=lr, warmup=300, seed=seed, save_every=250,
+        precision=precision,
+    )  # fmt: skip
     train(task, tcfg, info)
     if info.is_main:
         console.print(f"weights: {output / 'dit.safetensors'}; loss curve: {output / 'loss.png'}")

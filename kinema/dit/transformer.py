@@ -295,7 +295,8 @@ class DiT(nn.Module):
         b = x.shape[0]
         grid = self.grid(tuple(x.shape[2:]))
         dtype = self.patch_embedding.weight.dtype
-        tokens = rearrange(self.patch_embedding(x.to(dtype)), "b d f h w -> b (f h w) d")
+        # .to(dtype): under mixed-precision training (autocast) the residual stream stays float32
+        tokens = rearrange(self.patch_embedding(x.to(dtype)).to(dtype), "b d f h w -> b (f h w) d")
         # one timestep per patch-frame, embedded once; blocks broadcast it over the frame's tokens
         if t.dim() == 1:
             t = t[:, None].expand(b, grid[0])
@@ -303,19 +304,22 @@ class DiT(nn.Module):
             raise ValueError(f"t has {t.shape[1]} frames, latents have {x.shape[2]}")
         else:
             t = t[:, :: self.cfg.patch[0]]
-        e = self.time_embedding(timestep_features(t, self.cfg.freq_dim))  # (B, F', dim)
-        if self.cfg.micro_conditioning:
-            micro = self.embed_micro(
-                None if motion is None else motion.to(x.device),
-                None if fps is None else fps.to(x.device),
-            )
-            if micro is not None:
-                e = e + micro[:, None]
         if not isinstance(context, TextContext):
             context = self.prepare_context(context, context_mask, image_context)
-        if context.pooled is not None:
-            e = e + context.pooled[:, None]
-        e0 = self.time_projection(e).unflatten(-1, (6, self.cfg.dim))  # (B, F', 6, dim)
+        # fp32 island: the timestep embedding and the modulation tables stay float32 even under
+        # mixed-precision training (autocast), as in half-precision inference (pipeline/memory.py)
+        with torch.autocast(x.device.type, enabled=False):
+            e = self.time_embedding(timestep_features(t, self.cfg.freq_dim))  # (B, F', dim)
+            if self.cfg.micro_conditioning:
+                micro = self.embed_micro(
+                    None if motion is None else motion.to(x.device),
+                    None if fps is None else fps.to(x.device),
+                )
+                if micro is not None:
+                    e = e + micro[:, None]
+            if context.pooled is not None:
+                e = e + context.pooled[:, None].float()
+            e0 = self.time_projection(e).unflatten(-1, (6, self.cfg.dim))  # (B, F', 6, dim)
         rope = rope_rotations(self.cfg.dim // self.cfg.heads, grid, x.device)
         image_kv = context.image_kv or [None] * len(self.blocks)
 
