@@ -9,6 +9,7 @@ t = 0 while the rest are noisy, which is the one conditioning mechanism of kinem
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -308,7 +309,13 @@ class DiT(nn.Module):
             context = self.prepare_context(context, context_mask, image_context)
         # fp32 island: the timestep embedding and the modulation tables stay float32 even under
         # mixed-precision training (autocast), as in half-precision inference (pipeline/memory.py)
-        with torch.autocast(x.device.type, enabled=False):
+        device = x.device.type
+        island = (
+            torch.autocast(device, enabled=False)
+            if torch.amp.is_autocast_available(device)
+            else contextlib.nullcontext()  # meta tensors (kinema plan's FLOP count)
+        )
+        with island:
             e = self.time_embedding(timestep_features(t, self.cfg.freq_dim))  # (B, F', dim)
             if self.cfg.micro_conditioning:
                 micro = self.embed_micro(
