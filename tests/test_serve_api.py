@@ -24,7 +24,7 @@ from kinema.io.video import read_video  # noqa: E402
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=__name__)  # "Sora API..."
 TINY = {"steps": 4}  # 2-step samples of kinema-tiny are sometimes blank, which the server refuses
-# (so are some 4-step single frames: the one-frame test pins a seed that is not)
+# (a 4-step single frame with a server-drawn seed was refused once: the one-frame test pins seed 0)
 
 
 @pytest.fixture(scope="module")
