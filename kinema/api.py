@@ -224,19 +224,22 @@ class Pipeline:
         chain: ChainSettings | None = None,
         cache_threshold: float | None = None,
         cache_guidance_every: int | None = None,
+        cache_interval: int | None = None,
     ) -> Video:
         """A clip from a prompt, optionally pinned to images. Clips longer than the model's one
         window (self.base.max_frames; kinema-tiny: 33 frames) are chains of windows, or refused
         by a model that cannot chain (Wan2.1). callback(step, steps, latents) per sampler step
         (per window for chains). Step caching (kinema/sampling/step_cache.py): cache_threshold
         reuses blocks (None: off), cache_guidance_every k > 1 runs the unconditional branch every
-        k-th step only."""
+        k-th step only, cache_interval n > 1 runs every n-th step in full and reuses both in
+        between."""
         check_prompt(prompt)
         chain = chain or ChainSettings()
         s = self.settings(seed, seconds, fps, width, height, negative_prompt, num_frames, motion,
                           image_noise, steps=steps, guidance=guidance, solver=solver, shift=shift,
                           cache_threshold=cache_threshold,
-                          cache_guidance_every=cache_guidance_every)  # fmt: skip
+                          cache_guidance_every=cache_guidance_every,
+                          cache_interval=cache_interval)  # fmt: skip
         pinned, notes = self.pinned_images(s, image, last_image, keyframes, fit)
         notes = [*self.t2v.placement.notes, *notes]
         first_cache = len(self.t2v.step_cache_stats)
@@ -270,7 +273,11 @@ class Pipeline:
         caches = self.t2v.step_cache_stats[first_cache:]
         del self.t2v.step_cache_stats[first_cache:]
         if caches:  # every window's, added up
-            settings = {"threshold": s.cache_threshold, "guidance_every": s.cache_guidance_every}
+            settings = {
+                "threshold": s.cache_threshold,
+                "guidance_every": s.cache_guidance_every,
+                "interval": s.cache_interval,
+            }
             counts = {k: sum(c[k] for c in caches) for k in caches[0] if k not in settings}
             meta["step_cache"] = {**settings, **counts}
         return Video(frames, s.fps, meta)

@@ -111,7 +111,7 @@ def test_step_cache_compares_with_the_last_full_evaluation():
 
     cache = StepCache(0.1)
     outs = [cache.run(torch.ones(1, 2, 3), functools.partial(block, s), 4) for s in range(7)]
-    assert cache.stats() == {"threshold": 0.1, "guidance_every": 1, "evaluations": 7,
+    assert cache.stats() == {"threshold": 0.1, "guidance_every": 1, "interval": 1, "evaluations": 7,
                              "reused": 4, "guidance_reused": 0, "rows_run": 7, "rows_total": 7,
                              "blocks_run": 7 + 3 * 3, "blocks_total": 28}  # fmt: skip
     # a reused step adds the other blocks' residual of the last full one (16 - 2) to its first
@@ -175,6 +175,63 @@ def test_guidance_reuse_is_cfg_where_both_branches_run():
         StepCache(None, guidance_every=0)
 
 
+def test_interleaved_reuse_runs_every_nth_evaluation_in_full():
+    """Warm-up 2, interval 2: evaluations 0-2, 4 and 6 run both branches through all blocks; 3
+    and 5 run the conditional row through the first block and add that row's residual of the
+    last full evaluation."""
+
+    def block(offset, i, tokens):
+        if i == 0:
+            return tokens + offset
+        return tokens + torch.arange(1.0, tokens.shape[0] + 1)[:, None, None] * 10 * offset
+
+    cache = StepCache(None, warmup=2, interval=2)
+    outs = []
+    for n in range(7):
+        assert cache.full_due() == (n not in (3, 5))
+        rows = 2 if cache.full_due() else 1
+        outs.append(cache.run(torch.zeros(rows, 2, 3), functools.partial(block, float(n)), 4))
+    # evaluation 3: first block (+3) and row 0's residual from evaluation 2 (3 blocks x 10 x 2)
+    assert torch.allclose(outs[3], torch.full((1, 2, 3), 3.0 + 60.0))
+    assert torch.allclose(outs[4][0], torch.full((2, 3), 4.0 + 120.0))  # in full again
+    stats = cache.stats()
+    assert stats["reused"] == 2 and stats["interval"] == 2
+    assert stats["rows_run"] == 5 * 2 + 2 and stats["rows_total"] == 14
+    assert stats["blocks_run"] == 5 * 2 * 4 + 2 and stats["blocks_total"] == 7 * 2 * 4
+    with pytest.raises(ValueError, match="interval"):
+        StepCache(None, interval=0)
+    with pytest.raises(ValueError, match="leave the threshold"):
+        StepCache(0.1, interval=2)
+
+
+def test_interleaved_reuse_extrapolates_the_guidance_difference():
+    """Branches whose difference grows linearly from one evaluation to the next: the cached
+    evaluations (conditional branch alone) extrapolate it along the line through the last two
+    full ones, so they equal plain CFG exactly; holding the last difference would not."""
+    from kinema.sampling.guidance import TextCondition, guided_velocity
+
+    calls = []
+
+    def net(x, t, context, mask, step_cache=None):
+        calls.append(x.shape[0])
+        step_cache.evaluations += 1  # what a network's StepCache.run would count
+        return x * context[:, :1, :1, None, None] * (2 - t[:, None, :, None, None])
+
+    cond = TextCondition(torch.full((1, 1, 2), 2.0), torch.ones(1, 1, dtype=torch.bool))
+    uncond = TextCondition(torch.full((1, 1, 2), 0.5), torch.ones(1, 1, dtype=torch.bool))
+    cache = StepCache(None, warmup=2, interval=2)
+    v = guided_velocity(net, "v", cond, uncond, 4.0, step_cache=cache)
+    plain = guided_velocity(net, "v", cond, uncond, 4.0, step_cache=StepCache(None))
+    x = torch.ones(1, 1, 3, 2, 2)
+    times = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5]  # evenly spaced: the difference is linear in them
+    for t in times:
+        assert torch.allclose(v(x, t), plain(x, t))
+    # rows per call, each cached call followed by the plain one's
+    assert calls == [2, 2, 2, 2, 2, 2, 1, 2, 2, 2, 1, 2] and cache.guidance_reused == 2
+    held = 2 * (2 - 0.6) + 3 * 1.5 * (2 - 0.7)  # evaluation 3 with evaluation 2's difference
+    assert not torch.allclose(plain(x, 0.6), torch.full_like(x, held))
+
+
 @torch.inference_mode()
 def test_step_cache_in_sampling(tiny):
     t2v = tiny.t2v
@@ -199,6 +256,15 @@ def test_step_cache_in_sampling(tiny):
     assert stats["blocks_run"] == 10 * layers and stats["guidance_every"] == 2
     with pytest.raises(GenerationError, match="cache guidance every"):
         tiny(PROMPT, steps=6, num_frames=9, width=32, height=32, cache_guidance_every=0)
+    # interleaved reuse, 10 steps: 2 protected, then full at 2, 4, 6, 8 and cached at 3, 5, 7, 9
+    video = tiny(PROMPT, steps=10, num_frames=9, width=32, height=32, cache_interval=2)
+    stats = video.metadata["step_cache"]
+    assert stats["reused"] == 4 and stats["guidance_reused"] == 4 and stats["interval"] == 2
+    assert stats["rows_run"] == 16 and stats["rows_total"] == 20
+    assert stats["blocks_run"] == 6 * 2 * layers + 4 and video.frames.shape == (9, 32, 32, 3)
+    with pytest.raises(GenerationError, match="cache interval decides both"):
+        tiny(PROMPT, steps=6, num_frames=9, width=32, height=32, cache_interval=2,
+             cache_threshold=0.1)  # fmt: skip
 
 
 def test_cache_threshold_on_the_command_line(tmp_path):
@@ -222,6 +288,18 @@ def test_cache_threshold_on_the_command_line(tmp_path):
     assert result.exit_code == 0, result.output
     assert "kinema-tiny (cache blocks 0.5, guidance every 2)" in result.output
     assert "transformer FLOPs" in result.output
+    result = CliRunner().invoke(app, [
+        "generate", PROMPT, "--steps", "10", "--seconds", "1", "--no-c2pa", "--also", "", "-o",
+        str(out), "--cache-interval", "2",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "step cache: 100 of 160 transformer blocks run (1.60x" in result.output  # 8 layers
+    result = CliRunner().invoke(app, [
+        "generate", PROMPT, "-o", str(out), "--cache-interval", "2", "--cache-threshold", "0.1",
+    ])  # fmt: skip
+    # kinema.cli.main prints a GenerationError as one line and exits 2
+    assert isinstance(result.exception, GenerationError)
+    assert "cache interval decides both" in str(result.exception)
 
 
 # ----------------------------------------------------------------------------- memory

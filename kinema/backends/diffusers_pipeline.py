@@ -197,10 +197,10 @@ class DiffusersPipeline:
                 problems.append(f"cache threshold must be in (0, 1], got {threshold}")
             if not hasattr(getattr(self.pipe, "transformer", None), "enable_cache"):
                 problems.append(f"{self.format.pipeline} has no step cache; leave it unset")
-        if (given.get("cache_guidance_every") or 1) > 1:
+        if (given.get("cache_guidance_every") or 1) > 1 or (given.get("cache_interval") or 1) > 1:
             problems.append(
                 "guidance reuse runs in kinema's own sampler; a diffusers pipeline cannot: "
-                "leave cache guidance every unset"
+                "leave cache guidance every and cache interval unset"
             )
         if motion is not None and not self.has_motion:
             problems.append("this model has no motion input; leave motion unset")
@@ -268,6 +268,7 @@ class DiffusersPipeline:
         chain=None,
         cache_threshold: float | None = None,
         cache_guidance_every: int | None = None,
+        cache_interval: int | None = None,
     ):
         """A clip from a prompt (and an image, for image-to-video pipelines), as a kinema Video.
         chain is accepted and unused: the pipeline makes the whole clip in one pass."""
@@ -279,7 +280,8 @@ class DiffusersPipeline:
         s = self.settings(seed, seconds, fps, width, height, negative_prompt, num_frames, motion,
                           image_noise, steps=steps, guidance=guidance, solver=solver, shift=shift,
                           cache_threshold=cache_threshold,
-                          cache_guidance_every=cache_guidance_every)  # fmt: skip
+                          cache_guidance_every=cache_guidance_every,
+                          cache_interval=cache_interval)  # fmt: skip
         pinned, notes = self.pinned_images(s, image, last_image, keyframes, fit)
         if self.format.image_to_video:
             notes.append(f"{self.format.pipeline} does not read the prompt")

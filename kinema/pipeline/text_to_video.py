@@ -56,6 +56,9 @@ class GenerationSettings:
     # guidance reuse (same file): the unconditional branch runs every k-th step after the
     # protected start, the other steps reuse its difference from the conditional; 1: off
     cache_guidance_every: int = 1
+    # interleaved reuse (same file): after the protected start every n-th step runs in full, the
+    # steps between reuse its blocks and guidance; 1: off
+    cache_interval: int = 1
 
     @classmethod
     def from_seconds(cls, seconds: float, fps: float = 8.0, **kw) -> GenerationSettings:
@@ -72,11 +75,12 @@ def sampler_overrides(
     shift: float | None = None,
     cache_threshold: float | None = None,
     cache_guidance_every: int | None = None,
+    cache_interval: int | None = None,
 ) -> dict:
     """The sampler settings a caller gave; the ones left as None keep the defaults above."""
     given = dict(steps=steps, guidance=guidance, solver=solver, shift=shift,
-                 cache_threshold=cache_threshold,
-                 cache_guidance_every=cache_guidance_every)  # fmt: skip
+                 cache_threshold=cache_threshold, cache_guidance_every=cache_guidance_every,
+                 cache_interval=cache_interval)  # fmt: skip
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -118,6 +122,14 @@ def check_settings(s: GenerationSettings, vae: CausalVAE, dit: DiT) -> None:
     every = s.cache_guidance_every
     if not (isinstance(every, int) and 1 <= every <= 100):
         problems.append(f"cache guidance every must be a whole number 1..100, got {every}")
+    interval = s.cache_interval
+    if not (isinstance(interval, int) and 1 <= interval <= 100):
+        problems.append(f"cache interval must be a whole number 1..100, got {interval}")
+    elif interval > 1 and (s.cache_threshold is not None or every != 1):
+        problems.append(
+            "cache interval decides both reuses itself: leave cache threshold and cache "
+            "guidance every unset with it"
+        )
     if s.solver not in SOLVERS:
         problems.append(f"unknown solver {s.solver!r}; known: {', '.join(SOLVERS)}")
     if problems:
@@ -212,10 +224,10 @@ class TextToVideo:
         """noise (1, C, F, H, W) -> clean latents. known: frames pinned (kinema's conditioning);
         image: a Wan I2V model's image input (image_condition)."""
         cache = None
-        if s.cache_threshold is not None or s.cache_guidance_every > 1:
+        if s.cache_threshold is not None or s.cache_guidance_every > 1 or s.cache_interval > 1:
             evaluations = s.steps if s.solver == "euler" else 2 * s.steps - 1
-            cache = StepCache(s.cache_threshold, warmup_evaluations(evaluations),
-                              s.cache_guidance_every)  # fmt: skip
+            cache = StepCache(s.cache_threshold, warmup_evaluations(evaluations, s.cache_interval),
+                              s.cache_guidance_every, s.cache_interval)  # fmt: skip
         device = self.placement.device
         cond, uncond = (None if c is None else TextCondition(c.states.to(device), c.mask.to(device))
                         for c in (cond, uncond))  # fmt: skip

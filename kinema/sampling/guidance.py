@@ -123,7 +123,7 @@ def guided_velocity(
     else:
         context, mask = cond.states, cond.mask
     # the conditional branch alone, for evaluations that reuse the guidance (step cache)
-    reuse_guidance = use_cfg and step_cache is not None and step_cache.guidance_every > 1
+    reuse_guidance = use_cfg and step_cache is not None and step_cache.reuses_guidance
     cond_context, cond_mask = cond.states, cond.mask
     # the image's tokens once per batch entry: (B N, Li, D), each clip's N images together
     image_context = None if image is None else image.tokens.repeat(context.shape[0], 1, 1)

@@ -12,10 +12,20 @@ its outputs. Two reuses, one object per sampling run:
   step. With `guidance_every` k > 1, the unconditional branch runs on every k-th evaluation only;
   in between the conditional branch runs alone and the last difference is reused:
   v = v_cond + (s - 1) (v_cond - v_uncond).
+- Interleaved reuse (`interval` n > 1; FORA's fixed interval, with FasterCache's guidance
+  reuse). After the warm-up, every n-th evaluation runs in full (both branches, all blocks); the
+  ones between run the conditional branch's first block only, add the other blocks' residual of
+  the last full evaluation, and take the guidance difference extrapolated along a straight line
+  through the last two full evaluations. A fixed plan, not a threshold: the cost of a run is
+  known before it starts. Why interleave rather than skip where the first block changed little:
+  on kinema-tiny one reused step after the first fifth of the run changes the clip by 47-65 dB
+  PSNR on its own, but reuse chains (a cached residual used two or three steps in a row) cost
+  far more than their length (README); with n = 2 no cached value is ever more than one step old.
 
 The first `warmup` evaluations reuse nothing: the early, noisy steps decide the clip's layout
 and motion, and reusing there cost kinema-tiny most of its motion scores on ShapesBench
-(README). `warmup_evaluations` gives the quarter of a run that kinema protects.
+(README). `warmup_evaluations` gives the quarter of a run that kinema protects for the first two
+reuses, and the fifth that interleaved reuse protects (every other step after it is in full).
 
 With guidance both branches are one batch (conditional rows first), so their blocks are skipped
 or run together; an evaluation of the conditional branch alone compares with, and reuses, the
@@ -37,10 +47,12 @@ BlockFn = Callable[[int, torch.Tensor], torch.Tensor]
 
 
 WARMUP_FRACTION = 0.25  # of a run's evaluations, always run in full
+INTERVAL_WARMUP_FRACTION = 0.2  # the same for interleaved reuse
 
 
-def warmup_evaluations(evaluations: int) -> int:
-    return math.ceil(WARMUP_FRACTION * evaluations)
+def warmup_evaluations(evaluations: int, interval: int = 1) -> int:
+    fraction = INTERVAL_WARMUP_FRACTION if interval > 1 else WARMUP_FRACTION
+    return math.ceil(fraction * evaluations)
 
 
 @dataclass
@@ -48,6 +60,7 @@ class StepCache:
     threshold: float | None  # block reuse: relative change of the first block's residual; None: off
     warmup: int = 0  # evaluations at the start that never reuse
     guidance_every: int = 1  # guidance reuse: run the unconditional branch every k-th evaluation
+    interval: int = 1  # interleaved reuse: every n-th evaluation in full, the others cached
     evaluations: int = 0  # transformer forwards
     reused: int = 0  # forwards that ran the first block only
     guidance_reused: int = 0  # evaluations that ran the conditional branch alone
@@ -59,6 +72,8 @@ class StepCache:
     _first: torch.Tensor | None = field(default=None, repr=False)  # first block's residual
     _rest: torch.Tensor | None = field(default=None, repr=False)  # the other blocks' residual
     _delta: torch.Tensor | None = field(default=None, repr=False)  # v_cond - v_uncond
+    # (evaluation, v_cond - v_uncond) of the last two evaluations with both branches
+    _deltas: list = field(default_factory=list, repr=False)
 
     def __post_init__(self):
         if self.threshold is not None and not self.threshold > 0:
@@ -68,25 +83,55 @@ class StepCache:
                 f"guidance reuse must run the unconditional branch every 1 or more evaluations, "
                 f"got {self.guidance_every}"
             )
+        if not (isinstance(self.interval, int) and self.interval >= 1):
+            raise ValueError(
+                f"the cache interval must be 1 or more evaluations, got {self.interval}"
+            )
+        if self.interval > 1 and (self.threshold is not None or self.guidance_every > 1):
+            raise ValueError(
+                "interleaved reuse (interval) decides both reuses itself: leave the threshold "
+                "and guidance_every off with it"
+            )
+
+    @property
+    def reuses_guidance(self) -> bool:
+        """Whether some evaluations run the conditional branch alone."""
+        return self.guidance_every > 1 or self.interval > 1
+
+    def full_due(self) -> bool:
+        """Interleaved reuse: whether the next evaluation runs in full."""
+        n = self.evaluations  # index of the next evaluation
+        return self.interval == 1 or n < self.warmup or (n - self.warmup) % self.interval == 0
 
     # ------------------------------------------------------------------ guidance reuse
 
     def unconditional_due(self) -> bool:
         """Whether the next evaluation must run the unconditional branch too."""
         n = self.evaluations  # index of the next evaluation
-        if self.guidance_every == 1 or self._delta is None or n < self.warmup:
+        if self._delta is None:
+            return True
+        if self.interval > 1:
+            return self.full_due()
+        if self.guidance_every == 1 or n < self.warmup:
             return True
         # the warm-up's last evaluation left a fresh difference: reuse it first
         return (n - self.warmup + 1) % self.guidance_every == 0
 
     def guided(self, v_cond: torch.Tensor, v_uncond: torch.Tensor | None, scale: float):
         """The guided velocity; remembers the branches' difference when both ran, reuses the
-        last one when only the conditional branch did."""
+        last one when only the conditional branch did (interleaved reuse: extrapolated from the
+        last two). Called after the evaluation's network call."""
+        n = self.evaluations - 1  # this evaluation
         if v_uncond is not None:
             self._delta = v_cond - v_uncond
-        else:
-            self.guidance_reused += 1
-        return v_cond + (scale - 1.0) * self._delta
+            self._deltas = [*self._deltas[-1:], (n, self._delta)]
+            return v_cond + (scale - 1.0) * self._delta
+        self.guidance_reused += 1
+        delta = self._delta
+        if self.interval > 1 and len(self._deltas) == 2:
+            (i0, d0), (i1, d1) = self._deltas
+            delta = d1 + (d1 - d0) * ((n - i1) / (i1 - i0))
+        return v_cond + (scale - 1.0) * delta
 
     # ------------------------------------------------------------------ block reuse
 
@@ -107,6 +152,7 @@ class StepCache:
         """tokens (B, L, dim) through `blocks` blocks, or through the first and the cache."""
         rows = tokens.shape[0]
         self._rows = max(self._rows, rows)
+        cached = not self.full_due()
         self.evaluations += 1
         self.rows_run += rows
         self.rows_total += self._rows
@@ -115,6 +161,9 @@ class StepCache:
         self.blocks_run += rows
         residual = first - tokens
         warm = self.evaluations > self.warmup
+        if cached and blocks > 1 and self._comparable(residual):
+            self.reused += 1
+            return first + self._rest[:rows]
         if (self.threshold is not None and blocks > 1 and warm and self._comparable(residual)
                 and self.change(residual) < self.threshold):  # fmt: skip
             self.reused += 1
@@ -137,6 +186,7 @@ class StepCache:
         return {
             "threshold": self.threshold,
             "guidance_every": self.guidance_every,
+            "interval": self.interval,
             "evaluations": self.evaluations,
             "reused": self.reused,
             "guidance_reused": self.guidance_reused,
