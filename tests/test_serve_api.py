@@ -139,7 +139,8 @@ def test_delete_removes_video_and_files(server):
     video = within(
         120, videos.create_and_poll, prompt=PROMPT, seconds="0", extra_body={**TINY, "seed": 0}
     )
-    assert video.status == "completed" and video.model_extra["num_frames"] == 1
+    assert video.status == "completed", video.error  # the failure's code and message, if any
+    assert video.model_extra["num_frames"] == 1
     folder = server.data_dir / "videos" / video.id
     assert folder.is_dir()
     deleted = videos.delete(video.id)
