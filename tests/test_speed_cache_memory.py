@@ -256,12 +256,12 @@ def test_step_cache_in_sampling(tiny):
     assert stats["blocks_run"] == 10 * layers and stats["guidance_every"] == 2
     with pytest.raises(GenerationError, match="cache guidance every"):
         tiny(PROMPT, steps=6, num_frames=9, width=32, height=32, cache_guidance_every=0)
-    # interleaved reuse, 10 steps: 2 protected, then full at 2, 4, 6, 8 and cached at 3, 5, 7, 9
+    # interleaved reuse, 10 steps: 4 protected, then full at 4, 6, 8 and cached at 5, 7, 9
     video = tiny(PROMPT, steps=10, num_frames=9, width=32, height=32, cache_interval=2)
     stats = video.metadata["step_cache"]
-    assert stats["reused"] == 4 and stats["guidance_reused"] == 4 and stats["interval"] == 2
-    assert stats["rows_run"] == 16 and stats["rows_total"] == 20
-    assert stats["blocks_run"] == 6 * 2 * layers + 4 and video.frames.shape == (9, 32, 32, 3)
+    assert stats["reused"] == 3 and stats["guidance_reused"] == 3 and stats["interval"] == 2
+    assert stats["rows_run"] == 17 and stats["rows_total"] == 20
+    assert stats["blocks_run"] == 7 * 2 * layers + 3 and video.frames.shape == (9, 32, 32, 3)
     with pytest.raises(GenerationError, match="cache interval decides both"):
         tiny(PROMPT, steps=6, num_frames=9, width=32, height=32, cache_interval=2,
              cache_threshold=0.1)  # fmt: skip
@@ -290,10 +290,11 @@ def test_cache_threshold_on_the_command_line(tmp_path):
     assert "transformer FLOPs" in result.output
     result = CliRunner().invoke(app, [
         "generate", PROMPT, "--steps", "10", "--seconds", "1", "--no-c2pa", "--also", "", "-o",
-        str(out), "--cache-interval", "2",
+        str(out), "--cache-interval", "3",
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "step cache: 100 of 160 transformer blocks run (1.60x" in result.output  # 8 layers
+    # 8 layers; 4 protected steps, then full at 4 and 7, cached at 5, 6, 8, 9
+    assert "step cache: 100 of 160 transformer blocks run (1.60x" in result.output
     result = CliRunner().invoke(app, [
         "generate", PROMPT, "-o", str(out), "--cache-interval", "2", "--cache-threshold", "0.1",
     ])  # fmt: skip
