@@ -1,13 +1,13 @@
 """Step caching: what each setting saves and how far it moves the clips, printed as a table.
 
-    python benchmarks/step_cache.py [--model kinema-tiny] [--seeds 1] [--threads 1]
+    python benchmarks/step_cache.py [--model kinema-tiny] [--seeds 1] [--threads 2]
 
 For every setting, the ShapesBench quick prompts (64x64, 17 frames, the model's default sampler)
 are made with and without it from the same seed: transformer FLOPs (counted in rows and blocks
-run, kinema.pipeline.plan.step_cache_flops), wall time of the sampling, and the PSNR of the
+run, kinema.pipeline.plan.step_cache_flops), wall time of the whole generation, and the PSNR of the
 cached clip against the uncached one (mean and worst clip). PSNR is the quick screen; whether a
 setting keeps quality is for ShapesBench to judge (`kinema bench shapes --quick --seeds 10
---cache-interval 2`, then `kinema bench compare`).
+--cache-interval 3`, then `kinema bench compare`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 
 import kinema
 from kinema.eval.shapesbench import load_suite
-from kinema.pipeline.plan import step_cache_flops
+from kinema.pipeline.plan import clip_step_cache_flops
 
 SETTINGS = {
     "blocks 0.2": {"cache_threshold": 0.2},
@@ -46,7 +46,6 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     pipe = kinema.load(args.model)
-    t2v = pipe.t2v
     prompts = [p.prompt for p in load_suite(quick=True)]
     clips = [(p, seed) for seed in range(args.seeds) for p in prompts]
     size = dict(width=64, height=64, num_frames=17)
@@ -67,11 +66,7 @@ def main() -> None:
         for (prompt, seed), (ref, _) in zip(clips, base, strict=True):
             video, took = make(prompt, seed, **cache)
             seconds += took
-            meta = video.metadata
-            sf, tf = t2v.vae.cfg.spatial_factor, t2v.vae.cfg.temporal_factor
-            latent = (1 + (meta["num_frames"] - 1) // tf, meta["height"] // sf, meta["width"] // sf)
-            grid = tuple(n // p for n, p in zip(latent, t2v.dit.cfg.patch, strict=True))
-            run, total = step_cache_flops(t2v.dit.cfg, grid, 16, meta["step_cache"])
+            run, total = clip_step_cache_flops(pipe.t2v, video.metadata)
             flops, full = flops + run, full + total
             scores.append(psnr(video.frames, ref.frames))
         print(f"{name:32s} {full / flops:10.2f}x {base_time / seconds:6.2f}x "

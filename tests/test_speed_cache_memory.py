@@ -147,12 +147,22 @@ def test_step_cache_reuses_the_conditional_rows_for_the_conditional_branch_alone
     assert cache.blocks_run == 2 * 3 + 1 + 3 and cache.blocks_total == 3 * 2 * 3
 
 
+def toy_guidance(net, cache: StepCache):
+    """The guided velocity of a toy network with `cache`, and plain CFG of the same network
+    without reuse: scale 4, conditional text states 2.0, unconditional 0.5."""
+    from kinema.sampling.guidance import TextCondition, guided_velocity
+
+    cond = TextCondition(torch.full((1, 1, 2), 2.0), torch.ones(1, 1, dtype=torch.bool))
+    uncond = TextCondition(torch.full((1, 1, 2), 0.5), torch.ones(1, 1, dtype=torch.bool))
+    cached = guided_velocity(net, "v", cond, uncond, 4.0, step_cache=cache)
+    plain = guided_velocity(net, "v", cond, uncond, 4.0, step_cache=StepCache(None))
+    return cached, plain
+
+
 def test_guidance_reuse_is_cfg_where_both_branches_run():
     """A toy network whose branches differ: evaluation 0 (warm-up) and every 2nd after it run
     both and equal plain CFG; the others run the conditional branch alone and add the last
     difference, scaled by s - 1."""
-    from kinema.sampling.guidance import TextCondition, guided_velocity
-
     calls = []
 
     def net(x, t, context, mask, step_cache=None):
@@ -160,11 +170,8 @@ def test_guidance_reuse_is_cfg_where_both_branches_run():
         step_cache.evaluations += 1  # what a network's StepCache.run would count
         return x * context[:, :1, :1, None, None] + t[:, None, :, None, None]
 
-    cond = TextCondition(torch.full((1, 1, 2), 2.0), torch.ones(1, 1, dtype=torch.bool))
-    uncond = TextCondition(torch.full((1, 1, 2), 0.5), torch.ones(1, 1, dtype=torch.bool))
     cache = StepCache(None, warmup=1, guidance_every=2)
-    v = guided_velocity(net, "v", cond, uncond, 4.0, step_cache=cache)
-    plain = guided_velocity(net, "v", cond, uncond, 4.0, step_cache=StepCache(None))
+    v, plain = toy_guidance(net, cache)
     x = torch.ones(1, 1, 3, 2, 2)
     assert torch.allclose(v(x, 0.9), plain(x, 0.9))  # warm-up: both branches
     # reused: v_cond(x2) + 3 * (v_cond(x) - v_uncond(x)) = 2*x2 + t + 3 * (2 - 0.5)
@@ -208,8 +215,6 @@ def test_interleaved_reuse_extrapolates_the_guidance_difference():
     """Branches whose difference grows linearly from one evaluation to the next: the cached
     evaluations (conditional branch alone) extrapolate it along the line through the last two
     full ones, so they equal plain CFG exactly; holding the last difference would not."""
-    from kinema.sampling.guidance import TextCondition, guided_velocity
-
     calls = []
 
     def net(x, t, context, mask, step_cache=None):
@@ -217,11 +222,8 @@ def test_interleaved_reuse_extrapolates_the_guidance_difference():
         step_cache.evaluations += 1  # what a network's StepCache.run would count
         return x * context[:, :1, :1, None, None] * (2 - t[:, None, :, None, None])
 
-    cond = TextCondition(torch.full((1, 1, 2), 2.0), torch.ones(1, 1, dtype=torch.bool))
-    uncond = TextCondition(torch.full((1, 1, 2), 0.5), torch.ones(1, 1, dtype=torch.bool))
     cache = StepCache(None, warmup=2, interval=2)
-    v = guided_velocity(net, "v", cond, uncond, 4.0, step_cache=cache)
-    plain = guided_velocity(net, "v", cond, uncond, 4.0, step_cache=StepCache(None))
+    v, plain = toy_guidance(net, cache)
     x = torch.ones(1, 1, 3, 2, 2)
     times = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5]  # evenly spaced: the difference is linear in them
     for t in times:

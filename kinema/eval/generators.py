@@ -75,13 +75,9 @@ class ModelGenerator:
         return video.frames
 
     def _count(self, stats: dict, meta: dict) -> None:
-        from kinema.pipeline.plan import step_cache_flops
+        from kinema.pipeline.plan import clip_step_cache_flops
 
-        t2v = self.pipe.t2v
-        sf, tf, patch = t2v.vae.cfg.spatial_factor, t2v.vae.cfg.temporal_factor, t2v.dit.cfg.patch
-        latent = (1 + (meta["num_frames"] - 1) // tf, meta["height"] // sf, meta["width"] // sf)
-        grid = tuple(n // p for n, p in zip(latent, patch, strict=True))
-        run, full = step_cache_flops(t2v.dit.cfg, grid, 16, stats)
+        run, full = clip_step_cache_flops(self.pipe.t2v, meta)
         for k, v in (("blocks_run", stats["blocks_run"]), ("blocks_total", stats["blocks_total"]),
                      ("flops", run), ("flops_uncached", full)):  # fmt: skip
             self.cache_totals[k] += v

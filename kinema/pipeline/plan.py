@@ -151,6 +151,16 @@ def step_cache_flops(
     return run, stats["rows_total"] * full
 
 
+def clip_step_cache_flops(t2v: TextToVideo, metadata: dict) -> tuple[float, float]:
+    """step_cache_flops of a clip t2v made with a step cache, from the video's metadata (its
+    size and length, and the cache's counts added up over its windows)."""
+    vae = t2v.vae.cfg
+    latent = (latent_frames(metadata["num_frames"], vae.temporal_factor),
+              metadata["height"] // vae.spatial_factor, metadata["width"] // vae.spatial_factor)  # fmt: skip
+    grid = tuple(n // p for n, p in zip(latent, t2v.dit.cfg.patch, strict=True))
+    return step_cache_flops(t2v.dit.cfg, grid, 16, metadata["step_cache"])
+
+
 # ----------------------------------------------------------------------------- meta traces
 
 

@@ -73,7 +73,6 @@ class StepCache:
     _rows: int = 0  # rows of a full evaluation (both branches)
     _first: torch.Tensor | None = field(default=None, repr=False)  # first block's residual
     _rest: torch.Tensor | None = field(default=None, repr=False)  # the other blocks' residual
-    _delta: torch.Tensor | None = field(default=None, repr=False)  # v_cond - v_uncond
     # (evaluation, v_cond - v_uncond) of the last two evaluations with both branches
     _deltas: list = field(default_factory=list, repr=False)
 
@@ -110,7 +109,7 @@ class StepCache:
     def unconditional_due(self) -> bool:
         """Whether the next evaluation must run the unconditional branch too."""
         n = self.evaluations  # index of the next evaluation
-        if self._delta is None:
+        if not self._deltas:
             return True
         if self.interval > 1:
             return self.full_due()
@@ -125,11 +124,11 @@ class StepCache:
         last two). Called after the evaluation's network call."""
         n = self.evaluations - 1  # this evaluation
         if v_uncond is not None:
-            self._delta = v_cond - v_uncond
-            self._deltas = [*self._deltas[-1:], (n, self._delta)]
-            return v_cond + (scale - 1.0) * self._delta
+            delta = v_cond - v_uncond
+            self._deltas = [*self._deltas[-1:], (n, delta)]
+            return v_cond + (scale - 1.0) * delta
         self.guidance_reused += 1
-        delta = self._delta
+        delta = self._deltas[-1][1]
         if self.interval > 1 and len(self._deltas) == 2:
             (i0, d0), (i1, d1) = self._deltas
             delta = d1 + (d1 - d0) * ((n - i1) / (i1 - i0))
