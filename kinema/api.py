@@ -57,6 +57,7 @@ from kinema.pipeline.text_to_video import (
     check_prompt,
     check_settings,
     sampler_overrides,
+    with_defaults,
 )
 from kinema.pipeline.wan_i2v import check_wan_images
 
@@ -141,7 +142,7 @@ class Pipeline:
         **sampler,
     ) -> GenerationSettings:
         """Checked settings; sampler settings left as None take the defaults."""
-        sampler = {**self.t2v.sampler_defaults, **sampler_overrides(**sampler)}  # caller's win
+        sampler = with_defaults(self.t2v.sampler_defaults, sampler_overrides(**sampler))
         common = dict(width=width, height=height, negative_prompt=negative_prompt, seed=seed,
                       motion=motion, image_noise=image_noise, **sampler)  # fmt: skip
         if num_frames is not None:

@@ -110,8 +110,8 @@ CacheInterval = Annotated[
     int | None,
     typer.Option(
         help="step caching: after the first 35% of the steps run every n-th step in full and "
-        "reuse its blocks and guidance in between (3: 1.6x fewer transformer FLOPs at 20 steps) "
-        "[default: 1, off]"
+        "reuse its blocks and guidance in between (3: 1.6x fewer transformer FLOPs at 20 steps); "
+        "1 turns it off [default: the model's; kinema-tiny: 3]"
     ),
 ]
 
@@ -323,6 +323,7 @@ def plan(
     steps: Annotated[int | None, typer.Option(help="sampler steps [default: model's]")] = None,
     guidance: Annotated[float | None, typer.Option(help="guidance scale (1: no CFG)")] = None,
     solver: Annotated[str | None, typer.Option(help="euler or heun")] = None,
+    cache_interval: CacheInterval = None,
     chained: Annotated[
         float | None, typer.Option(help="WINDOW_SECONDS: also plan a chain of such windows")
     ] = None,
@@ -344,7 +345,12 @@ def plan(
     from kinema.models import base_format, resolve_model, sampler_defaults
     from kinema.pipeline import plan as cost
     from kinema.pipeline.long_clip import DEFAULT_WINDOW_FRAMES, check_single_window
-    from kinema.pipeline.text_to_video import GenerationSettings, check_settings, sampler_overrides
+    from kinema.pipeline.text_to_video import (
+        GenerationSettings,
+        check_settings,
+        sampler_overrides,
+        with_defaults,
+    )
     from kinema.pipeline.wan_i2v import wan_images
 
     width, height = parse_size(size)
@@ -365,7 +371,8 @@ def plan(
         dit, vae = pipe.t2v.dit, pipe.t2v.vae
         text_bytes = cost.parameter_bytes(pipe.t2v.text_encoder.model)
         calibrate = calibrate is not False
-    sampler = {**sampler_defaults(folder), **sampler_overrides(steps, guidance, solver)}
+    given = sampler_overrides(steps, guidance, solver, cache_interval=cache_interval)
+    sampler = with_defaults(sampler_defaults(folder), given)
     s = GenerationSettings.from_seconds(seconds, fps, width=width, height=height,
                                         **{k: v for k, v in sampler.items() if k != "shift"})  # fmt: skip
     check_settings(s, vae, dit)
@@ -402,7 +409,9 @@ def plan(
         + (f" (last {p.windows[-1].frames})" if p.windows[-1].frames != p.largest.frames else ""),
         "latent shape (C, T, H, W)": lambda p: " x ".join(map(str, p.largest.latent_shape)),
         "tokens per window": lambda p: f"{p.largest.tokens:,}",
-        "forwards per window": lambda p: f"{p.evals_per_window} x batch {p.batch}",
+        "forwards per window": lambda p: f"{p.evals_per_window} x batch {p.batch}" + (
+            f", {p.reused_per_window} cached (interval {p.cache_interval})" if p.reused_per_window else ""
+        ),
         "attention FLOPs per forward": lambda p: f(p.largest.attention_flops),
         "transformer FLOPs per forward": lambda p: f(p.largest.dit_flops),
         "sampling FLOPs": lambda p: f(p.sampling_flops),
@@ -423,6 +432,12 @@ def plan(
         f"GPU at {gpu_utilisation:g} of its peak, at least {cost.GPU_LAUNCH_SECONDS * 1e6:g} us per kernel",
         highlight=False,
     )  # fmt: skip
+    if s.cache_threshold is not None or s.cache_guidance_every > 1:
+        console.print(
+            "step caching by threshold or guidance every: not counted (what it saves depends "
+            "on the run; kinema generate prints it)",
+            highlight=False,
+        )  # fmt: skip
     if cal is not None:
         console.print(
             f"calibrated here (torch threads: {torch.get_num_threads()}): transformer "
@@ -781,12 +796,13 @@ def bench_shapes(
             [f"guidance every {cache_guidance_every}"] if (cache_guidance_every or 1) > 1 else []
         )
         caching += [f"interval {cache_interval}"] if (cache_interval or 1) > 1 else []
-        cached = {}
+        caching = caching or (["off"] if cache_interval == 1 else [])  # the model's default off
+        cached = {}  # the generators that cached, the model's own default caching included
         for name in names:
             gen = get_generator(name, **overrides)
             if caching and hasattr(gen, "cache_totals"):
                 name = f"{name} (cache {', '.join(caching)})"
-                cached[name] = gen
+            cached[name] = gen
             task = progress.add_task(name, total=len(suite) * seeds)
             examples[name] = []
 
@@ -802,7 +818,9 @@ def bench_shapes(
         table.add_row(dim, *cells)
     console.print(table)
     for name, gen in cached.items():
-        t = gen.cache_totals
+        t = getattr(gen, "cache_totals", None)
+        if not t or not t["blocks_total"]:
+            continue
         console.print(
             f"{name}: {t['blocks_run']} of {t['blocks_total']} transformer block-rows run "
             f"({t['blocks_total'] / max(t['blocks_run'], 1):.2f}x fewer); transformer FLOPs "

@@ -83,7 +83,10 @@ def load_dit(
 # Wan2.1's recommended sampling (its repository's generate.py and diffusers' WanPipeline): 50
 # steps, guidance 5; the shift is the folder's scheduler's when it names one
 WAN_DEFAULTS = {"steps": 50, "guidance": 5.0, "shift": 5.0}
-SAMPLER_KEYS = ("steps", "guidance", "shift", "solver")
+# step caching too (kinema/sampling/step_cache.py): kinema-tiny's defaults.json turns on
+# interleaved reuse, measured to keep its ShapesBench scores (README)
+SAMPLER_KEYS = ("steps", "guidance", "shift", "solver", "cache_threshold", "cache_guidance_every",
+                "cache_interval")  # fmt: skip
 DEFAULTS_FILE = "defaults.json"  # optional in any model folder: sampler settings it wants
 
 
@@ -145,9 +148,10 @@ def base_format(folder: Path) -> BaseFormat:
 
 
 def sampler_defaults(folder: Path) -> dict:
-    """The sampler settings a model folder asks for (steps, guidance, shift, solver): Wan's
-    recommended ones for a Wan2.1 folder, then what its defaults.json says. Settings a caller
-    gives win over these; what neither names keeps kinema's defaults (GenerationSettings)."""
+    """The sampler settings a model folder asks for (steps, guidance, shift, solver, step
+    caching): Wan's recommended ones for a Wan2.1 folder, then what its defaults.json says.
+    Settings a caller gives win over these (text_to_video.with_defaults); what neither names
+    keeps kinema's defaults (GenerationSettings)."""
     out: dict = {}
     if model_layout(folder) in ("diffusers", "wan"):
         out.update(WAN_DEFAULTS)

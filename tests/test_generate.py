@@ -89,6 +89,20 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path):
     assert resolve_model(None) == MODELS["kinema-tiny"]  # load(None) is the default model
 
 
+def test_kinema_tiny_caches_steps_by_default_and_a_caller_can_turn_it_off(pipe):
+    cached = pipe(PROMPT, steps=10, seconds=1.0)  # its defaults.json: cache_interval 3
+    stats = cached.metadata["step_cache"]
+    # 4 protected steps, then full at 4 and 7, reused at 5, 6, 8 and 9
+    assert cached.metadata["cache_interval"] == 3 and stats["reused"] == 4
+    off = pipe(PROMPT, steps=10, seconds=1.0, cache_interval=1)
+    assert "step_cache" not in off.metadata and off.metadata["cache_interval"] == 1
+    mse = np.mean((cached.frames.astype(float) - off.frames) ** 2)
+    assert mse > 0 and 10 * np.log10(255**2 / mse) > 25  # the same clip, nearly
+    # any cache setting a caller gives replaces the model's caching as a whole
+    threshold = pipe(PROMPT, steps=10, seconds=1.0, cache_threshold=0.05)
+    assert threshold.metadata["step_cache"]["interval"] == 1
+
+
 def test_a_model_folder_sets_its_own_sampler_defaults(tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(MODELS["kinema-tiny"], folder)
@@ -111,6 +125,7 @@ def test_a_model_folder_sets_its_own_sampler_defaults(tmp_path):
     (folder / "defaults.json").write_text('{"steps": 3, "width": 96}')
     with pytest.raises(
         CheckpointError,
-        match="names width; it may set steps, guidance, shift, solver, fps, native_pixels",
+        match="names width; it may set steps, guidance, shift, solver, cache_threshold, "
+        "cache_guidance_every, cache_interval, fps, native_pixels",
     ):
         kinema.load(folder)

@@ -3,6 +3,7 @@ time estimate is close to a real generation."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from types import SimpleNamespace
 
@@ -19,6 +20,7 @@ from kinema.pipeline.plan import (
     LiveBytes,
     calibrate,
     chain_windows,
+    clip_step_cache_flops,
     dit_flops,
     frames_from_seconds,
     plan_cost,
@@ -148,6 +150,23 @@ def test_time_estimate_is_within_a_factor_of_two_of_a_real_generation(tiny):
     assert any(0.5 < e / m < 2.0 for e, m in tries), tries
 
 
+@pytest.mark.parametrize("solver", ["euler", "heun"])
+def test_planned_step_caching_is_what_a_real_run_does(tiny, solver):
+    s = GenerationSettings(width=64, height=64, num_frames=9, steps=8, solver=solver,
+                           cache_interval=3)  # fmt: skip
+    planned = plan_cost(tiny.dit.cfg, tiny.vae.cfg, s)
+    uncached = plan_cost(tiny.dit.cfg, tiny.vae.cfg, dataclasses.replace(s, cache_interval=1))
+    tiny.generate("a red circle moving left on a black background", s)
+    stats = tiny.step_cache_stats.pop()
+    assert planned.reused_per_window == stats["reused"] > 0
+    assert uncached.reused_per_window == 0
+    run, full = clip_step_cache_flops(tiny, {"num_frames": 9, "width": 64, "height": 64,
+                                             "step_cache": stats})  # fmt: skip
+    # the plan also counts the motion and fps inputs, which the cache's counters leave out
+    assert uncached.sampling_flops / planned.sampling_flops == pytest.approx(full / run, rel=0.01)
+    assert planned.total_flops < uncached.total_flops
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -157,10 +176,26 @@ def test_plan_prints_one_sequence_next_to_the_chain(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for needle in ("one sequence", "chain of 7 windows", "1 x 65", "7 x 17", "16 x 17 x 16 x 16",
-                   "1,088", "320", "peak memory", "time here", "989 TFLOP/s", "calibrated here"):  # fmt: skip
+    for needle in (
+        "one sequence",
+        "chain of 7 windows",
+        "1 x 65",
+        "7 x 17",
+        "16 x 17 x 16 x 16",
+        "1,088",
+        "320",
+        "peak memory",
+        "time here",
+        "989 TFLOP/s",
+        "calibrated here",
+        "20 x batch 2, 8 cached (interval 3)",
+    ):  # fmt: skip  (kinema-tiny's caching)
         assert needle in out, (needle, out)
     assert "not calibrated" not in out
+    off = run_kinema("plan", "--seconds", "2", "--cache-interval", "1", "--no-calibrate",
+                     cwd=tmp_path)  # fmt: skip
+    assert off.returncode == 0, off.stderr
+    assert "20 x batch 2" in off.stdout and "cached" not in off.stdout
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,7 @@ from kinema.pipeline.long_clip import ChainSettings
 from kinema.pipeline.text_to_video import GenerationError, GenerationSettings, TextToVideo
 from kinema.pipeline.wan_i2v import wan_images
 from kinema.sampling.guidance import ImageCondition, TextCondition, guided_velocity
+from kinema.sampling.step_cache import interval_full_evaluations
 from kinema.vae.causal_vae import CausalVAE, VAEConfig, latent_frames
 from kinema.vae.tiling import decode_pieces
 from kinema.vae.wan_vae import WanVAE, WanVAEConfig
@@ -328,6 +329,10 @@ class WindowCost:
     vae_flops: int  # the decode, and the encoding of the frames a later window repeats
     activation_bytes: int  # live tensors at the peak of its largest stage
     kernels: int  # ops that allocate, over all its forwards and the VAE
+    # one forward that interleaved step caching reuses: the conditional row through the
+    # embeddings, the first block and the head (kinema/sampling/step_cache.py)
+    reuse_flops: int = 0
+    reuse_attention_flops: int = 0
 
 
 @dataclass(frozen=True)
@@ -340,6 +345,14 @@ class CostPlan:
     weight_bytes: int
     score_bytes: int  # what (N x N) attention scores would add if materialised
     image_encoder_flops: int = 0  # Wan I2V: CLIP on the image(s), once per clip
+    cache_interval: int = 1  # interleaved step caching (its plan is fixed; a threshold's is not)
+    reused_per_window: int = 0  # forwards of each window that reuse the cache
+
+    def _forwards(self, w: WindowCost):
+        """(count, FLOPs, attention FLOPs) of a window's full and its reused forwards."""
+        full = self.evals_per_window - self.reused_per_window
+        return ((full, w.dit_flops, w.attention_flops),
+                (self.reused_per_window, w.reuse_flops, w.reuse_attention_flops))  # fmt: skip
 
     @property
     def largest(self) -> WindowCost:
@@ -347,7 +360,7 @@ class CostPlan:
 
     @property
     def sampling_flops(self) -> int:
-        return sum(self.evals_per_window * w.dit_flops for w in self.windows)
+        return sum(n * f for w in self.windows for n, f, _ in self._forwards(w))
 
     @property
     def vae_flops(self) -> int:
@@ -370,7 +383,7 @@ class CostPlan:
         sampled and decoded once per window; an image encoder runs at the transformer's rate."""
         return self.image_encoder_flops / cal.dense_flops_per_s + sum(
             cal.text_encode_s
-            + self.evals_per_window * cal.forward_seconds(w.dit_flops, w.attention_flops)
+            + sum(n * cal.forward_seconds(f, a) for n, f, a in self._forwards(w))
             + w.vae_flops / cal.vae_flops_per_s
             for w in self.windows
         )
@@ -398,8 +411,9 @@ def _window_cost(
     micro = dit_cfg.micro_conditioning
     motion, fps = (s.motion, s.fps) if micro else (None, None)
     images = wan_images(dit_cfg)
-    flops, attention = dit_flops(dit_cfg, batch, grid, text_tokens,
-                                 (motion is not None) + (fps is not None), images * image_tokens)  # fmt: skip
+    inputs = (text_tokens, (motion is not None) + (fps is not None), images * image_tokens)
+    flops, attention = dit_flops(dit_cfg, batch, grid, *inputs)
+    reuse, reuse_attention = dit_flops(dataclasses.replace(dit_cfg, layers=1), 1, grid, *inputs)
     step = _trace_step(dit_cfg, vae_cfg, (1, *latent), text_tokens, s.guidance, motion, fps,
                        image_tokens)  # fmt: skip
     stages = [_trace_decode(dit_cfg, vae_cfg, (1, *latent))]
@@ -416,6 +430,8 @@ def _window_cost(
         vae_flops=sum(t.flops for t in stages),
         activation_bytes=max(t.peak_bytes for t in (step, *stages)),
         kernels=evals * step.kernels + sum(t.kernels for t in stages),
+        reuse_flops=reuse,
+        reuse_attention_flops=reuse_attention,
     )
 
 
@@ -448,15 +464,19 @@ def plan_cost(
     dit, vae = _meta_models(dit_cfg, vae_cfg)
     batch = 1 if settings.guidance == 1.0 else 2
     image_bytes = image_encoder.parameter_bytes if images else 0
+    evals = settings.steps if settings.solver == "euler" else 2 * settings.steps - 1
+    interval = settings.cache_interval
     return CostPlan(
         num_frames=settings.num_frames,
         windows=windows,
         text_tokens=text_tokens,
         batch=batch,
-        evals_per_window=settings.steps if settings.solver == "euler" else 2 * settings.steps - 1,
+        evals_per_window=evals,
         weight_bytes=parameter_bytes(dit) + parameter_bytes(vae) + text_encoder_bytes + image_bytes,
         score_bytes=2 * batch * dit_cfg.heads * windows[0].tokens ** 2 * BYTES,  # and softmax
         image_encoder_flops=image_encoder.flops(images) if images else 0,
+        cache_interval=interval,
+        reused_per_window=evals - interval_full_evaluations(evals, interval),
     )
 
 

@@ -84,6 +84,19 @@ def sampler_overrides(
     return {k: v for k, v in given.items() if v is not None}
 
 
+CACHE_KEYS = ("cache_threshold", "cache_guidance_every", "cache_interval")
+
+
+def with_defaults(defaults: dict, given: dict) -> dict:
+    """A model's sampler defaults (kinema.models.sampler_defaults) with a caller's settings
+    over them. Step caching is one choice: a caller who names any cache setting replaces the
+    model's caching as a whole, so a threshold given meets no default interval, and
+    cache_interval=1 alone turns the model's interleaved reuse off."""
+    if any(k in given for k in CACHE_KEYS):
+        defaults = {k: v for k, v in defaults.items() if k not in CACHE_KEYS}
+    return {**defaults, **given}
+
+
 def _nearest(value: int, step: int) -> str:
     lo = max(value // step * step, step)
     return f"{lo} or {lo + step}" if lo != value else str(value)

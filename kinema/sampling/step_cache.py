@@ -57,6 +57,13 @@ def warmup_evaluations(evaluations: int, interval: int = 1) -> int:
     return math.ceil(fraction * evaluations)
 
 
+def interval_full_evaluations(evaluations: int, interval: int) -> int:
+    """How many of a run's evaluations interleaved reuse runs in full (the others reuse): the
+    warm-up, then every interval-th one; StepCache.full_due follows the same plan."""
+    warmup = min(warmup_evaluations(evaluations, interval), evaluations)
+    return warmup + math.ceil((evaluations - warmup) / max(interval, 1))
+
+
 @dataclass
 class StepCache:
     threshold: float | None  # block reuse: relative change of the first block's residual; None: off
