@@ -797,12 +797,12 @@ def bench_shapes(
         )
         caching += [f"interval {cache_interval}"] if (cache_interval or 1) > 1 else []
         caching = caching or (["off"] if cache_interval == 1 else [])  # the model's default off
-        cached = {}  # the generators that cached, the model's own default caching included
+        generators = {}  # by report name; the FLOPs line below is for those that cached
         for name in names:
             gen = get_generator(name, **overrides)
             if caching and hasattr(gen, "cache_totals"):
                 name = f"{name} (cache {', '.join(caching)})"
-            cached[name] = gen
+            generators[name] = gen
             task = progress.add_task(name, total=len(suite) * seeds)
             examples[name] = []
 
@@ -817,7 +817,7 @@ def bench_shapes(
     for dim, cells in comparison_rows(summaries):
         table.add_row(dim, *cells)
     console.print(table)
-    for name, gen in cached.items():
+    for name, gen in generators.items():
         t = getattr(gen, "cache_totals", None)
         if not t or not t["blocks_total"]:
             continue

@@ -188,8 +188,8 @@ def test_plan_prints_one_sequence_next_to_the_chain(tmp_path):
         "time here",
         "989 TFLOP/s",
         "calibrated here",
-        "20 x batch 2, 8 cached (interval 3)",
-    ):  # fmt: skip  (kinema-tiny's caching)
+        "20 x batch 2, 8 cached (interval 3)",  # kinema-tiny's default step caching
+    ):
         assert needle in out, (needle, out)
     assert "not calibrated" not in out
     off = run_kinema("plan", "--seconds", "2", "--cache-interval", "1", "--no-calibrate",

@@ -407,7 +407,6 @@ def _window_cost(
     latent = (vae_cfg.latent_channels, latent_frames(frames, tf), s.height // sf, s.width // sf)
     grid = tuple(n // p for n, p in zip(latent[1:], dit_cfg.patch, strict=True))
     batch = 1 if s.guidance == 1.0 else 2
-    evals = s.steps if s.solver == "euler" else 2 * s.steps - 1
     micro = dit_cfg.micro_conditioning
     motion, fps = (s.motion, s.fps) if micro else (None, None)
     images = wan_images(dit_cfg)
@@ -429,7 +428,7 @@ def _window_cost(
         attention_flops=attention,
         vae_flops=sum(t.flops for t in stages),
         activation_bytes=max(t.peak_bytes for t in (step, *stages)),
-        kernels=evals * step.kernels + sum(t.kernels for t in stages),
+        kernels=s.evaluations * step.kernels + sum(t.kernels for t in stages),
         reuse_flops=reuse,
         reuse_attention_flops=reuse_attention,
     )
@@ -464,8 +463,7 @@ def plan_cost(
     dit, vae = _meta_models(dit_cfg, vae_cfg)
     batch = 1 if settings.guidance == 1.0 else 2
     image_bytes = image_encoder.parameter_bytes if images else 0
-    evals = settings.steps if settings.solver == "euler" else 2 * settings.steps - 1
-    interval = settings.cache_interval
+    evals, interval = settings.evaluations, settings.cache_interval
     return CostPlan(
         num_frames=settings.num_frames,
         windows=windows,

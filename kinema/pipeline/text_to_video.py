@@ -60,6 +60,12 @@ class GenerationSettings:
     # steps between reuse its blocks and guidance; 1: off
     cache_interval: int = 1
 
+    @property
+    def evaluations(self) -> int:
+        """Transformer evaluations of one sampling run: one per Euler step; Heun adds a second
+        per step but the last."""
+        return self.steps if self.solver == "euler" else 2 * self.steps - 1
+
     @classmethod
     def from_seconds(cls, seconds: float, fps: float = 8.0, **kw) -> GenerationSettings:
         """Clip length in seconds -> the nearest frame count the VAE takes (1 + 4k)."""
@@ -238,8 +244,7 @@ class TextToVideo:
         image: a Wan I2V model's image input (image_condition)."""
         cache = None
         if s.cache_threshold is not None or s.cache_guidance_every > 1 or s.cache_interval > 1:
-            evaluations = s.steps if s.solver == "euler" else 2 * s.steps - 1
-            cache = StepCache(s.cache_threshold, warmup_evaluations(evaluations, s.cache_interval),
+            cache = StepCache(s.cache_threshold, warmup_evaluations(s.evaluations, s.cache_interval),
                               s.cache_guidance_every, s.cache_interval)  # fmt: skip
         device = self.placement.device
         cond, uncond = (None if c is None else TextCondition(c.states.to(device), c.mask.to(device))

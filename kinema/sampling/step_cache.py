@@ -57,11 +57,18 @@ def warmup_evaluations(evaluations: int, interval: int = 1) -> int:
     return math.ceil(fraction * evaluations)
 
 
+def interval_full_due(n: int, warmup: int, interval: int) -> bool:
+    """Interleaved reuse's plan: whether evaluation n runs in full (the warm-up, then every
+    interval-th one)."""
+    return interval == 1 or n < warmup or (n - warmup) % interval == 0
+
+
 def interval_full_evaluations(evaluations: int, interval: int) -> int:
-    """How many of a run's evaluations interleaved reuse runs in full (the others reuse): the
-    warm-up, then every interval-th one; StepCache.full_due follows the same plan."""
-    warmup = min(warmup_evaluations(evaluations, interval), evaluations)
-    return warmup + math.ceil((evaluations - warmup) / max(interval, 1))
+    """How many of a run's evaluations interleaved reuse runs in full (the others reuse)."""
+    if interval <= 1:  # no interleave: all of them
+        return evaluations
+    warmup = warmup_evaluations(evaluations, interval)
+    return sum(interval_full_due(n, warmup, interval) for n in range(evaluations))
 
 
 @dataclass
@@ -108,8 +115,7 @@ class StepCache:
 
     def full_due(self) -> bool:
         """Interleaved reuse: whether the next evaluation runs in full."""
-        n = self.evaluations  # index of the next evaluation
-        return self.interval == 1 or n < self.warmup or (n - self.warmup) % self.interval == 0
+        return interval_full_due(self.evaluations, self.warmup, self.interval)
 
     # ------------------------------------------------------------------ guidance reuse
 
