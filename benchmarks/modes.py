@@ -6,7 +6,7 @@
   prompt (does the motion follow the text?) next to plain text-to-video on the same prompts;
 - first/last frame: PSNR of the last frame to the given last image;
 - long clips: identity persistence over the whole clip (ShapesBench detector) and flicker at window
-  seams against flicker inside windows, with and without re-anchoring, and hierarchical when the
+  seams against flicker inside windows, without and with re-anchoring, and hierarchical when the
   model has an fps input;
 - motion strength (models with the input): motion magnitude for several settings.
 Prints tables and writes reports/modes_<model>.json.
@@ -115,8 +115,8 @@ def image_to_video(pipe, args, report: dict, console: Console) -> None:
 
 def long_clips(pipe, args, report: dict, console: Console, micro: bool) -> None:
     n_frames = 1 + 4 * round(args.seconds * 8 / 4)
-    variants = [("chain, anchored", dict(chain=ChainSettings(anchor=True))),
-                ("chain, not anchored", dict(chain=ChainSettings(anchor=False)))]  # fmt: skip
+    variants = [("chain (default)", dict(chain=ChainSettings())),
+                ("chain, re-anchored", dict(chain=ChainSettings(anchor=True)))]  # fmt: skip
     if micro:
         variants.append(("hierarchical", dict(hierarchical=True)))
     long_rows = []

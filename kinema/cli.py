@@ -161,8 +161,12 @@ def generate(
         bool, typer.Option(help="long clips: keyframes at 1 fps first, then the frames between")
     ] = False,
     anchor: Annotated[
-        bool, typer.Option(help="long clips: re-anchor every window on the first frame")
-    ] = True,
+        bool,
+        typer.Option(
+            help="long clips: re-anchor every window on the first frame (appearance "
+            "from the original; with movers it cost identity on kinema-tiny)"
+        ),
+    ] = False,
     cache_threshold: CacheThreshold = None,
     cache_guidance_every: CacheGuidance = None,
     cache_interval: CacheInterval = None,

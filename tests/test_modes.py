@@ -160,6 +160,26 @@ def test_long_clip_is_a_chain_of_windows(pipe):
         pipe(PROMPT, seconds=5, steps=1, chain=ChainSettings(window_frames=9))
 
 
+def test_chains_reanchor_on_the_first_frame_only_when_asked(micro_model, monkeypatch):
+    pipe = kinema.load(micro_model)
+    shown = []  # per window: the anchor image its prefix shows in place of its first frame
+    generate = pipe.t2v.generate
+
+    def spy(prompt, s, callback=None, conditions=None):
+        shown.append(None if conditions is None else conditions.anchor)
+        return generate(prompt, s, callback, conditions)
+
+    monkeypatch.setattr(pipe.t2v, "generate", spy)
+    plain = pipe(PROMPT, seconds=5, steps=1)
+    assert len(shown) == 4 and all(a is None for a in shown)  # the default: no anchor
+    shown.clear()
+    anchored = pipe(PROMPT, seconds=5, steps=1, chain=ChainSettings(anchor=True))
+    assert shown[0] is None and len(shown) == 4
+    assert all(np.array_equal(a, anchored.frames[0]) for a in shown[1:])
+    assert np.array_equal(plain.frames[:13], anchored.frames[:13])  # the same first window
+    assert not np.array_equal(plain.frames, anchored.frames)
+
+
 def test_seam_flicker_separates_seams_from_the_inside():
     frames = np.zeros((17, 4, 4, 3), np.uint8)
     frames[9:] = 50  # a jump between frames 8 and 9, in the band of a window starting at 9

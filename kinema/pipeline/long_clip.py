@@ -2,9 +2,11 @@
 
 A window after the first is conditioned on the tail of the clip so far: its last
 1 + 4 * overlap pixel frames, encoded as a prefix (latent frames 0..overlap), exactly like the
-"prefix" reveal the model was trained with. Three things keep a chain from drifting or jumping:
-- re-anchoring: latent frame 0 of each window's prefix is replaced by the clip's first frame, so
-  every window sees the original appearance of the scene, not a copy of a copy;
+"prefix" reveal the model was trained with. What keeps a chain from drifting or jumping:
+- re-anchoring (ChainSettings.anchor, off by default): latent frame 0 of each window's prefix is
+  replaced by the clip's first frame, so every window sees the original appearance of the scene,
+  not a copy of a copy. It also shows every mover back where it started, which contradicts the
+  rest of the prefix: on kinema-tiny it cost identity (README, long clips), so it is a choice;
 - seam blending: the last 4 tail frames are cross-faded from the original into the window's own
   decoding of them, so the new frames follow on from pixels the decoder produced itself;
 - per-window seeds (seed + window index), so the chain is reproducible.
@@ -41,7 +43,7 @@ ChainCallback = Callable[[int, int, int, int], None]
 class ChainSettings:
     window_frames: int = DEFAULT_WINDOW_FRAMES
     overlap_latents: int = DEFAULT_OVERLAP_LATENTS
-    anchor: bool = True
+    anchor: bool = False  # measured worse on identity (stages 5 and 6, README): opt in
     blend: bool = True
 
     def check(self, temporal_factor: int = 4) -> None:
