@@ -50,7 +50,8 @@ def mirror_caption(prompt: str) -> str | None:
 
 
 class ContrastGuidance:
-    """Wraps the sampler's guided_velocity with a third branch against one caption's states."""
+    """Stands in for the sampler's guided_velocity: with a mirror caption set, three branches
+    (conditional, unconditional, mirror), one row each, combined as in the docstring above."""
 
     def __init__(self, weight: float):
         self.weight = weight
@@ -58,14 +59,27 @@ class ContrastGuidance:
 
     def __call__(self, net, prediction, cond, uncond, guidance, known=None, motion=None,
                  fps=None, step_cache=None, image=None):  # fmt: skip
-        plain = guided_velocity(net, prediction, cond, uncond, guidance, known, motion, fps,
-                                step_cache, image)  # fmt: skip
         if self.mirror is None:
-            return plain
-        m = TextCondition(self.mirror.states.to(cond.states.device), self.mirror.mask.to(cond.states.device))  # fmt: skip
-        v_cond = guided_velocity(net, prediction, cond, None, 1.0, known, motion, fps, None, image)
-        v_mirror = guided_velocity(net, prediction, m, None, 1.0, known, motion, fps, None, image)
-        return lambda x, t: plain(x, t) + self.weight * (v_cond(x, t) - v_mirror(x, t))
+            return guided_velocity(net, prediction, cond, uncond, guidance, known, motion, fps,
+                                   step_cache, image)  # fmt: skip
+        device = cond.states.device
+        mirror = TextCondition(self.mirror.states.to(device), self.mirror.mask.to(device))
+
+        def branch(c: TextCondition, motion: float | None):
+            return guided_velocity(net, prediction, c, None, 1.0, known, motion, fps, None, image)
+
+        # the unconditional branch goes without the motion strength, as in guided_velocity
+        v_cond, v_uncond, v_mirror = (
+            branch(cond, motion),
+            branch(uncond, None),
+            branch(mirror, motion),
+        )
+
+        def velocity(x, t):
+            vc, vu = v_cond(x, t), v_uncond(x, t)
+            return vu + guidance * (vc - vu) + self.weight * (vc - v_mirror(x, t))
+
+        return velocity
 
 
 def main() -> None:
