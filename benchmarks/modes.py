@@ -5,9 +5,9 @@
 - image-to-video: PSNR of frame 0 to the given image; direction accuracy of the clip against the
   prompt (does the motion follow the text?) next to plain text-to-video on the same prompts;
 - first/last frame: PSNR of the last frame to the given last image;
-- long clips: identity persistence over the whole clip (ShapesBench detector) and flicker at window
-  seams against flicker inside windows, without and with re-anchoring, and hierarchical when the
-  model has an fps input;
+- long clips: identity persistence over the whole clip (ShapesBench detector), flicker at window
+  seams against flicker inside windows and motion magnitude (next to the ground truth's): a plain
+  chain, re-anchored, and hierarchical (the default) when the model has an fps input;
 - motion strength (models with the input): motion magnitude for several settings.
 Prints tables and writes reports/modes_<model>.json.
 """
@@ -61,6 +61,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("-o", "--output", type=Path, default=None)
+    ap.add_argument(
+        "--long-variants",
+        choices=("chain", "anchored", "hierarchical"),
+        action="append",
+        help="long-clip variants (repeatable) [default: all]",
+    )
     ap.add_argument("--only", choices=("image", "long", "motion"), action="append",
                     help="measure these parts only (repeatable) [default: all]")  # fmt: skip
     args = ap.parse_args()
@@ -115,10 +121,12 @@ def image_to_video(pipe, args, report: dict, console: Console) -> None:
 
 def long_clips(pipe, args, report: dict, console: Console, micro: bool) -> None:
     n_frames = 1 + 4 * round(args.seconds * 8 / 4)
-    variants = [("chain (default)", dict(chain=ChainSettings())),
-                ("chain, re-anchored", dict(chain=ChainSettings(anchor=True)))]  # fmt: skip
+    default = "hierarchical" if micro else "chain"  # what pipe(prompt, seconds=20) makes
+    variants = [("chain", dict(hierarchical=False)),
+                ("anchored", dict(hierarchical=False, chain=ChainSettings(anchor=True)))]  # fmt: skip
     if micro:
         variants.append(("hierarchical", dict(hierarchical=True)))
+    variants = [v for v in variants if v[0] in (args.long_variants or [v[0]])]
     long_rows = []
     for name, kw in variants:
         for i, (prompt, _scene) in enumerate(moving_scenes(args.long, seed=11)):
@@ -129,32 +137,41 @@ def long_clips(pipe, args, report: dict, console: Console, micro: bool) -> None:
             scores = score_clip(video.frames, prompt, 8.0)
             long_rows.append({"variant": name, "prompt": prompt, "seconds": took,
                               "identity": scores["identity"], "color": scores["color"],
-                              "seam_flicker": at, "inside_flicker": inside})  # fmt: skip
-    gt_identity = float(np.mean([
-        score_clip(render(place(s, np.random.default_rng(0), args.seconds, 64, 64, strict=False),
-                          64, 64, n_frames, 8.0), p, 8.0)["identity"]
+                              "seam_flicker": at, "inside_flicker": inside,
+                              "motion": motion_magnitude(video.frames)})  # fmt: skip
+    truth = [
+        (p, render(place(s, np.random.default_rng(0), args.seconds, 64, 64, strict=False),
+                   64, 64, n_frames, 8.0))
         for p, s in moving_scenes(args.long, seed=11)
-    ]))  # fmt: skip
+    ]  # fmt: skip
+    gt_identity = float(np.mean([score_clip(f, p, 8.0)["identity"] for p, f in truth]))
+    gt_motion = float(np.mean([motion_magnitude(f) for _, f in truth]))
     t = Table(
-        title=f"long clips: {n_frames} frames ({args.seconds:g} s), {args.long} prompts; ground-truth identity {gt_identity:.3f}"
+        title=f"long clips: {n_frames} frames ({args.seconds:g} s), {args.long} prompts; "
+        f"ground truth: identity {gt_identity:.3f}, motion {gt_motion:.4f}; default: {default}"
     )
-    for c in ("variant", "identity", "colour", "seam flicker", "inside flicker", "ratio", "s/clip"):
+    columns = ("variant", "identity", "colour", "seam flicker", "inside flicker", "ratio",
+               "motion", "s/clip")  # fmt: skip
+    for c in columns:
         t.add_column(c, justify="right")
     summary = {}
     for name, _ in variants:
         rs = [r for r in long_rows if r["variant"] == name]
         m = {
             k: float(np.mean([r[k] for r in rs]))
-            for k in ("identity", "color", "seam_flicker", "inside_flicker", "seconds")
+            for k in ("identity", "color", "seam_flicker", "inside_flicker", "motion", "seconds")
         }
         m["ratio"] = m["seam_flicker"] / max(m["inside_flicker"], 1e-9)
         summary[name] = m
         t.add_row(name, f"{m['identity']:.3f}", f"{m['color']:.3f}", f"{m['seam_flicker']:.2f}",
-                  f"{m['inside_flicker']:.2f}", f"{m['ratio']:.2f}", f"{m['seconds']:.1f}")  # fmt: skip
+                  f"{m['inside_flicker']:.2f}", f"{m['ratio']:.2f}", f"{m['motion']:.4f}",
+                  f"{m['seconds']:.1f}")  # fmt: skip
     console.print(t)
     report["long"] = {
         "frames": n_frames,
+        "default": default,
         "ground_truth_identity": gt_identity,
+        "ground_truth_motion": gt_motion,
         "summary": summary,
         "rows": long_rows,
     }

@@ -4,9 +4,10 @@ Modes, all through the one conditioning mechanism (known latent frames):
     pipe(prompt, image=first)                       image-to-video
     pipe(prompt, image=first, last_image=last)      first and last frame
     pipe(prompt, keyframes={0.0: a, 1.5: b})        keyframes at seconds
-    pipe(prompt, seconds=20)                        long clip: a chain of windows (kinema-tiny:
-                                                    over 33 frames, its one window)
-    pipe(prompt, seconds=20, hierarchical=True)     keyframes at 1 fps first, then the rest
+    pipe(prompt, seconds=20)                        long clip (kinema-tiny: over 33 frames, its
+                                                    one window): keyframes at 1 fps first, then
+                                                    a chain of windows pinned to them
+    pipe(prompt, seconds=20, hierarchical=False)    a plain chain, each window continuing the last
     pipe.extend(video, prompt, seconds=2)           continue a clip
     pipe.produce(prompt, ProductionSettings(fps=24, width=256, height=256))   the production pipeline
     pipe(prompt, motion=200)                        motion strength 0..255
@@ -49,6 +50,7 @@ from kinema.pipeline.long_clip import (
     extend_frames,
     generate_hierarchical,
     generate_long,
+    hierarchical_fits,
 )
 from kinema.pipeline.text_to_video import (
     GenerationError,
@@ -114,19 +116,37 @@ class Pipeline:
         transformer's input instead."""
         return self.base.known_frames and not self.t2v.wan_images
 
-    def chained(self, s: GenerationSettings, hierarchical: bool = False) -> bool:
-        """Whether the clip is made as a chain of windows: longer than the model's one window
-        (BaseFormat.max_frames), or hierarchical. A model that cannot chain refuses a longer clip
-        here, in one line, before any work."""
-        if self.takes_known_frames:
-            return hierarchical or s.num_frames > self.base.max_frames
+    def long_mode(
+        self, s: GenerationSettings, hierarchical: bool | None = None, pinned: bool = False
+    ) -> str:
+        """How the clip is made: "one window", "chain" (windows, each continuing the tail of the
+        one before) or "hierarchical" (keyframes at fps / 8 first, then a chain pinned to them).
+        hierarchical None picks: a clip longer than the model's one window
+        (BaseFormat.max_frames) is hierarchical when nothing is pinned, the model has an fps
+        input and the keyframes fit one window, else a chain (hierarchical kept identity better
+        on kinema-tiny: README, long clips). True asks for it (a clip of any length), False for a
+        chain. A model that cannot chain refuses a longer clip here, in one line, before work."""
+        longer = s.num_frames > self.base.max_frames
+        if not self.takes_known_frames:
+            if hierarchical:
+                raise GenerationError(
+                    f"{self.t2v.name} makes its clip in one window (it takes no known frames, "
+                    "which hierarchical keyframes are): no --hierarchical"
+                )
+            check_single_window(s.num_frames, s.fps, self.base.max_frames, self.t2v.name)
+            return "one window"
         if hierarchical:
-            raise GenerationError(
-                f"{self.t2v.name} makes its clip in one window (it takes no known frames, which "
-                "hierarchical keyframes are): no --hierarchical"
-            )
-        check_single_window(s.num_frames, s.fps, self.base.max_frames, self.t2v.name)
-        return False
+            if pinned:
+                raise GenerationError(
+                    "hierarchical generation takes no images (it makes its own keyframes): "
+                    "leave out --hierarchical, or the images"
+                )
+            return "hierarchical"
+        if not longer:
+            return "one window"
+        auto = hierarchical is None and not pinned
+        fits = hierarchical_fits(self.t2v, s.num_frames, self.base.max_frames)
+        return "hierarchical" if auto and fits else "chain"
 
     def settings(
         self,
@@ -221,14 +241,15 @@ class Pipeline:
         fit: str = "crop",
         motion: float | None = None,
         image_noise: float = 0.0,
-        hierarchical: bool = False,
+        hierarchical: bool | None = None,
         chain: ChainSettings | None = None,
         cache_threshold: float | None = None,
         cache_guidance_every: int | None = None,
         cache_interval: int | None = None,
     ) -> Video:
         """A clip from a prompt, optionally pinned to images. Clips longer than the model's one
-        window (self.base.max_frames; kinema-tiny: 33 frames) are chains of windows, or refused
+        window (self.base.max_frames; kinema-tiny: 33 frames) are made as long_mode() picks
+        (hierarchical=None: keyframes first where they fit, else a chain of windows), or refused
         by a model that cannot chain (Wan2.1). callback(step, steps, latents) per sampler step
         (per window for chains). Step caching (kinema/sampling/step_cache.py): cache_threshold
         reuses blocks (None: off), cache_guidance_every k > 1 runs the unconditional branch every
@@ -244,14 +265,10 @@ class Pipeline:
         pinned, notes = self.pinned_images(s, image, last_image, keyframes, fit)
         notes = [*self.t2v.placement.notes, *notes]
         first_cache = len(self.t2v.step_cache_stats)
-        long = self.chained(s, hierarchical)
+        mode = self.long_mode(s, hierarchical, bool(pinned))
         cb = None if callback is None else (lambda w, n, j, m: callback(j, m, None))
         extra: dict = {}
-        if hierarchical:
-            if pinned:
-                raise GenerationError(
-                    "hierarchical generation takes no images (it makes its own keyframes)"
-                )
+        if mode == "hierarchical":
             result, keys = generate_hierarchical(self.t2v, prompt, s, self.base.max_frames,
                                                  chain, cb)  # fmt: skip
             frames, timings = result.frames, result.timings
@@ -260,7 +277,7 @@ class Pipeline:
                 "keyframes": len(keys),
                 "window_starts": result.window_starts,
             }
-        elif long:
+        elif mode == "chain":
             chain.check()
             result = generate_long(self.t2v, prompt, s, chain, pinned, cb)
             frames, timings = result.frames, result.timings

@@ -158,8 +158,15 @@ def generate(
         float, typer.Option(help="0..0.5: how loosely the given images hold (0: exactly)")
     ] = 0.0,
     hierarchical: Annotated[
-        bool, typer.Option(help="long clips: keyframes at 1 fps first, then the frames between")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--hierarchical/--chain",
+            help="clips longer than one window: keyframes at 1 fps first, then the frames "
+            "between, or a plain chain of windows [default: hierarchical where the keyframes "
+            "fit one window and no image is given, else a chain]",
+            show_default=False,
+        ),
+    ] = None,
     anchor: Annotated[
         bool,
         typer.Option(
@@ -249,15 +256,17 @@ def generate(
                              cache_guidance_every=cache_guidance_every,
                              cache_interval=cache_interval)  # fmt: skip
     keyed = {k: images[k] for k in keyframes}
-    pipe.pinned_images(settings, images["image"], images["last_image"], keyed, fit)  # checks
+    pinned, _ = pipe.pinned_images(settings, images["image"], images["last_image"], keyed, fit)
     chain = ChainSettings(anchor=anchor)
     windows = 1
-    # a diffusers pipeline makes its clip in one pass; chained() refuses, before any work, a
+    # a diffusers pipeline makes its clip in one pass; long_mode() refuses, before any work, a
     # clip longer than the window of a model that cannot chain (Wan2.1)
     one_pass = getattr(pipe, "format", None) is not None
-    if not one_pass and pipe.chained(settings, hierarchical):
+    mode = "one window" if one_pass else pipe.long_mode(settings, hierarchical, bool(pinned))
+    if mode != "one window":
         per = chain.window_frames - chain.tail_frames
-        windows = 1 + -(-(settings.num_frames - chain.window_frames) // per) + int(hierarchical)
+        later = max(settings.num_frames - chain.window_frames, 0)
+        windows = 1 + -(-later // per) + int(mode == "hierarchical")
     loaded = time.perf_counter()
     with _progress() as progress:
         task = progress.add_task("sampling", total=settings.steps * windows)

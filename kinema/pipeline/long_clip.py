@@ -12,7 +12,11 @@ A window after the first is conditioned on the tail of the clip so far: its last
 - per-window seeds (seed + window index), so the chain is reproducible.
 
 Hierarchical: a first pass makes keyframes at a low frame rate (the model takes fps as an input),
-then a chain at the full rate pins every keyframe and fills the frames between them.
+then a chain at the full rate pins every keyframe and fills the frames between them. The
+keyframes are the reference a plain chain lacks: every window is pinned to one pass over the
+whole clip, so a mover cannot wander off and be replaced. It is the default for text-only clips
+longer than one window where the keyframes fit one pass (kinema.api.Pipeline.long_mode): it kept
+identity better than the plain chain on kinema-tiny (README, long clips).
 
 How long one window may be is the model's (kinema.models.BaseFormat.max_frames: kinema-tiny's
 33, Wan2.1's 81). A model never trained with known frames (Wan2.1) cannot chain: a longer clip
@@ -187,6 +191,19 @@ def check_single_window(num_frames: int, fps: float, max_frames: int, model: str
     )
 
 
+def keyframe_count(num_frames: int) -> int:
+    """Frames of the keyframe pass of a hierarchical clip: one every KEYFRAME_STRIDE frames,
+    rounded up to the 1 + 4k frames the VAE takes."""
+    n_key = 1 + math.ceil((num_frames - 1) / KEYFRAME_STRIDE)
+    return 1 + 4 * math.ceil((n_key - 1) / 4)
+
+
+def hierarchical_fits(t2v: TextToVideo, num_frames: int, max_frames: int) -> bool:
+    """Whether a hierarchical clip can be made: the model has an fps input and the keyframes
+    fit its one window (kinema-tiny: 33 keyframes, 32 s at 8 fps)."""
+    return t2v.dit.cfg.micro_conditioning and keyframe_count(num_frames) <= max_frames
+
+
 def generate_hierarchical(
     t2v: TextToVideo,
     prompt: str,
@@ -200,8 +217,7 @@ def generate_hierarchical(
     and the keyframe clip."""
     if not t2v.dit.cfg.micro_conditioning:
         raise GenerationError("hierarchical generation needs a model with an fps input")
-    n_key = 1 + math.ceil((settings.num_frames - 1) / KEYFRAME_STRIDE)
-    n_key = 1 + 4 * math.ceil((n_key - 1) / 4)  # the VAE takes 1 + 4k frames
+    n_key = keyframe_count(settings.num_frames)
     if n_key > max_frames:
         raise GenerationError(
             f"{settings.num_frames} frames need {n_key} keyframes, more than one pass makes "
@@ -243,5 +259,7 @@ __all__ = [
     "extend_frames",
     "generate_hierarchical",
     "generate_long",
+    "hierarchical_fits",
+    "keyframe_count",
     "seam_flicker",
 ]
