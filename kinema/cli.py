@@ -357,7 +357,12 @@ def plan(
     from kinema.convert.folders import model_layout, wan_configs
     from kinema.models import base_format, resolve_model, sampler_defaults
     from kinema.pipeline import plan as cost
-    from kinema.pipeline.long_clip import DEFAULT_WINDOW_FRAMES, check_single_window
+    from kinema.pipeline.long_clip import (
+        DEFAULT_WINDOW_FRAMES,
+        KEYFRAME_STRIDE,
+        check_single_window,
+        keyframe_count,
+    )
     from kinema.pipeline.text_to_video import (
         GenerationSettings,
         check_settings,
@@ -410,9 +415,16 @@ def plan(
                 f"--chained {chained:g} s ({window} frames at {fps:g} fps): {e}"
             ) from None
     plans = {"one sequence": cost.plan_cost(dit.cfg, vae.cfg, s, text_tokens, None, text_bytes)}
+    # what kinema generate makes of a long text-only clip by default (Pipeline.long_mode)
+    n_key = keyframe_count(s.num_frames)
+    hierarchical = chains and dit.cfg.micro_conditioning and n_key <= base.max_frames
     if window is not None:
         chain = cost.plan_cost(dit.cfg, vae.cfg, s, text_tokens, window, text_bytes)
         plans[f"chain of {len(chain.windows)} windows"] = chain
+        if hierarchical:
+            plans[f"{n_key} keyframes + chain"] = cost.plan_cost(
+                dit.cfg, vae.cfg, s, text_tokens, window, text_bytes, keyframes=n_key
+            )
     cal = cost.calibrate((pipe or load(model)).t2v) if calibrate else None
     f, b = cost.format_flops, cost.format_bytes
     table = Table("", *plans, title=f"{s.num_frames} frames ({(s.num_frames - 1) / fps:g} s at "
@@ -469,8 +481,13 @@ def plan(
             highlight=False,
         )  # fmt: skip
     if window is None and s.num_frames > base.max_frames and chains:
+        how = (
+            f"{n_key} keyframes at {fps / KEYFRAME_STRIDE:g} fps, then a chain of "
+            if hierarchical
+            else "a chain of "
+        )
         console.print(
-            f"note: kinema generate makes clips over {base.max_frames} frames as a chain of "
+            f"note: kinema generate makes clips over {base.max_frames} frames as {how}"
             f"{DEFAULT_WINDOW_FRAMES}-frame windows; --chained {(DEFAULT_WINDOW_FRAMES - 1) / fps:g} plans it",
             highlight=False,
         )  # fmt: skip

@@ -15,7 +15,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from kinema.dit.transformer import DiT, DiTConfig
-from kinema.pipeline.long_clip import generate_long
+from kinema.pipeline.long_clip import generate_long, keyframe_count
 from kinema.pipeline.plan import (
     LiveBytes,
     calibrate,
@@ -106,6 +106,20 @@ def test_chain_costs_more_flops_but_less_memory_than_one_long_sequence():
     assert (heun.evals_per_window, heun.batch) == (39, 1)
 
 
+def test_hierarchical_plan_is_the_keyframe_pass_then_the_chain():
+    s = GenerationSettings.from_seconds(20, 8.0)
+    chain = plan_cost(DiTConfig(), VAEConfig(), s, 16, 17)
+    keyed = plan_cost(DiTConfig(), VAEConfig(), s, 16, 17, keyframes=keyframe_count(161))
+    assert keyframe_count(161) == 21 and len(keyed.windows) == 20
+    first = keyed.windows[0]
+    assert (first.frames, first.latent_shape[1], first.tokens) == (21, 6, 384)
+    assert keyed.largest is first  # the keyframe pass has more tokens than a 17-frame window
+    assert keyed.sampling_flops == chain.sampling_flops + 20 * first.dit_flops
+    assert keyed.vae_flops == chain.vae_flops + first.vae_flops
+    with pytest.raises(GenerationError, match="give its window"):
+        plan_cost(DiTConfig(), VAEConfig(), s, keyframes=21)
+
+
 def test_live_bytes_frees_what_is_no_longer_held():
     def fn():
         x = torch.ones(256 * 1024, device="meta")  # 1 MiB
@@ -179,6 +193,7 @@ def test_plan_prints_one_sequence_next_to_the_chain(tmp_path):
     for needle in (
         "one sequence",
         "chain of 7 windows",
+        "9 keyframes + chain",  # what kinema generate makes of it by default
         "1 x 65",
         "7 x 17",
         "16 x 17 x 16 x 16",

@@ -338,7 +338,7 @@ class WindowCost:
 @dataclass(frozen=True)
 class CostPlan:
     num_frames: int  # frames of the clip
-    windows: tuple[WindowCost, ...]  # one, or the chain's (the first is the largest)
+    windows: tuple[WindowCost, ...]  # one, or the chain's (hierarchical: the keyframes first)
     text_tokens: int
     batch: int  # 2 with classifier-free guidance
     evals_per_window: int  # transformer forwards (steps, or 2 steps - 1 with heun)
@@ -356,7 +356,7 @@ class CostPlan:
 
     @property
     def largest(self) -> WindowCost:
-        return self.windows[0]
+        return max(self.windows, key=lambda w: w.tokens)
 
     @property
     def sampling_flops(self) -> int:
@@ -442,13 +442,18 @@ def plan_cost(
     chained_window_frames: int | None = None,
     text_encoder_bytes: int = 0,
     image_encoder: ImageEncoderSize = WAN21_CLIP,
+    keyframes: int | None = None,
 ) -> CostPlan:
     """The cost of generating `settings` in one sequence, or as a chain of windows of
-    chained_window_frames frames. text_tokens: prompt length in tokens (16 is a typical prompt
+    chained_window_frames frames; keyframes: hierarchical, a first pass of that many frames
+    before the chain (long_clip.keyframe_count; the encodes of the pinned keyframes, a few
+    frames each, are left out). text_tokens: prompt length in tokens (16 is a typical prompt
     of the Shapes world; both CFG branches are padded to it). image_encoder: the CLIP of a Wan
     image-to-video model (unused for other models)."""
     images = wan_images(dit_cfg)
     if chained_window_frames is None:
+        if keyframes is not None:
+            raise GenerationError("hierarchical generation is a chain: give its window")
         sizes = [settings.num_frames]
     elif images:
         raise GenerationError("a Wan2.1 image-to-video model makes its clip in one window")
@@ -460,6 +465,9 @@ def plan_cost(
         _window_cost(dit_cfg, vae_cfg, settings, n, tail if i else 0, text_tokens, image_tokens)
         for i, n in enumerate(sizes)
     )
+    if keyframes is not None:
+        key = _window_cost(dit_cfg, vae_cfg, settings, keyframes, 0, text_tokens, image_tokens)
+        windows = (key, *windows)
     dit, vae = _meta_models(dit_cfg, vae_cfg)
     batch = 1 if settings.guidance == 1.0 else 2
     image_bytes = image_encoder.parameter_bytes if images else 0
@@ -471,7 +479,7 @@ def plan_cost(
         batch=batch,
         evals_per_window=evals,
         weight_bytes=parameter_bytes(dit) + parameter_bytes(vae) + text_encoder_bytes + image_bytes,
-        score_bytes=2 * batch * dit_cfg.heads * windows[0].tokens ** 2 * BYTES,  # and softmax
+        score_bytes=2 * batch * dit_cfg.heads * max(w.tokens for w in windows) ** 2 * BYTES,
         image_encoder_flops=image_encoder.flops(images) if images else 0,
         cache_interval=interval,
         reused_per_window=evals - interval_full_evaluations(evals, interval),
