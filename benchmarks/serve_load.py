@@ -77,6 +77,8 @@ def run_client(client, jobs: int, settings: dict, index: int, results: list, loc
                 extra_body={"steps": settings["steps"], "seed": index * 1000 + j},
             )  # fmt: skip
             record.update(id=video.id, status=video.status, latency=time.perf_counter() - start)
+            if video.status == "failed" and video.error is not None:
+                record["code"] = video.error.code  # e.g. output_flagged: the safety checks
             if video.status == "completed":
                 with tempfile.NamedTemporaryFile(suffix=".mp4") as f:
                     client.videos.download_content(video.id).write_to_file(f.name)
@@ -175,6 +177,8 @@ def summarize(results: list[dict], wall: float, args, settings: dict) -> dict:
         "workers": args.workers if not args.url else None,
         "completed": len(done),
         "failed": len(results) - len(done),
+        # failed by the output safety checks (a blank or flagged clip): the queue did its work
+        "flagged": sum(r.get("code") == "output_flagged" for r in results),
         "valid_mp4": sum(r["ok"] for r in results),
         "distinct_ids": len({r["id"] for r in results if "id" in r}),
         "wall_seconds": wall,
@@ -191,17 +195,20 @@ def summarize(results: list[dict], wall: float, args, settings: dict) -> dict:
 
 
 def completion_audit(folder: Path, database: str | None, results: list[dict]) -> dict:
-    """From the job store's event log: did every job complete exactly once, and on how many
-    different workers."""
-    from kinema.serve.jobs import JobStore
+    """From the job store's event log: did every job end exactly once (one completed or
+    failed event), did every completed one complete once, and on how many different workers."""
+    from kinema.serve.jobs import COMPLETED, FAILED, JobStore
 
     store = JobStore(database or f"sqlite:///{folder / 'data' / 'jobs.db'}")
     try:
         ids = [r["id"] for r in results if "id" in r]
-        done = [[e for e in store.events(i) if e["kind"] == "completed"] for i in ids]
+        events = [store.events(i) for i in ids]
+        ended = [[e for e in ev if e["kind"] in (COMPLETED, FAILED)] for ev in events]
+        done = [[e for e in ev if e["kind"] == COMPLETED] for ev in events]
         return {
-            "exactly_once": len(ids) == len(results) and all(len(d) == 1 for d in done),
-            "workers_used": len({e["worker"] for d in done for e in d}),
+            "exactly_once": len(ids) == len(results) and all(len(e) == 1 for e in ended),
+            "completed_once": all(len(d) <= 1 for d in done),
+            "workers_used": len({e["worker"] for ev in ended for e in ev}),
         }
     finally:
         store.close()
