@@ -7,7 +7,7 @@
 - first/last frame: PSNR of the last frame to the given last image;
 - long clips: identity persistence over the whole clip (ShapesBench detector), flicker at window
   seams against flicker inside windows and motion magnitude (next to the ground truth's): a plain
-  chain, re-anchored, and hierarchical (the default) when the model has an fps input;
+  chain (the default), re-anchored, and hierarchical when the model has an fps input;
 - motion strength (models with the input): motion magnitude for several settings.
 Prints tables and writes reports/modes_<model>.json.
 """
@@ -121,9 +121,7 @@ def image_to_video(pipe, args, report: dict, console: Console) -> None:
 
 def long_clips(pipe, args, report: dict, console: Console, micro: bool) -> None:
     n_frames = 1 + 4 * round(args.seconds * 8 / 4)
-    default = "hierarchical" if micro else "chain"  # what pipe(prompt, seconds=20) makes
-    variants = [("chain", dict(hierarchical=False)),
-                ("anchored", dict(hierarchical=False, chain=ChainSettings(anchor=True)))]  # fmt: skip
+    variants = [("chain", {}), ("anchored", dict(chain=ChainSettings(anchor=True)))]
     if micro:
         variants.append(("hierarchical", dict(hierarchical=True)))
     variants = [v for v in variants if v[0] in (args.long_variants or [v[0]])]
@@ -148,7 +146,7 @@ def long_clips(pipe, args, report: dict, console: Console, micro: bool) -> None:
     gt_motion = float(np.mean([motion_magnitude(f) for _, f in truth]))
     t = Table(
         title=f"long clips: {n_frames} frames ({args.seconds:g} s), {args.long} prompts; "
-        f"ground truth: identity {gt_identity:.3f}, motion {gt_motion:.4f}; default: {default}"
+        f"ground truth: identity {gt_identity:.3f}, motion {gt_motion:.4f}"
     )
     columns = ("variant", "identity", "colour", "seam flicker", "inside flicker", "ratio",
                "motion", "s/clip")  # fmt: skip
@@ -169,7 +167,6 @@ def long_clips(pipe, args, report: dict, console: Console, micro: bool) -> None:
     console.print(t)
     report["long"] = {
         "frames": n_frames,
-        "default": default,
         "ground_truth_identity": gt_identity,
         "ground_truth_motion": gt_motion,
         "summary": summary,

@@ -51,7 +51,7 @@ def settings_for(case, steps: int) -> GenerationSettings:
 
 def plan_for(pipe, case, steps: int):
     s = settings_for(case, steps)
-    chained = not case[4] and pipe.long_mode(s, hierarchical=False) == "chain"
+    chained = not case[4] and pipe.long_mode(s) == "chain"
     t2v = pipe.t2v
     text = parameter_bytes(t2v.text_encoder.model)
     return plan_cost(t2v.dit.cfg, t2v.vae.cfg, s, chained_window_frames=DEFAULT_WINDOW_FRAMES if chained else None,
@@ -59,13 +59,13 @@ def plan_for(pipe, case, steps: int):
 
 
 def run(pipe, case, steps: int) -> None:
-    """The loaded pipeline (a plain chain for clips over its one window: what `kinema plan
-    --chained` models), or one sequence through TextToVideo.generate."""
+    """The loaded pipeline (which chains clips over its one window), or one sequence through
+    TextToVideo.generate."""
     if case[4]:
         pipe.t2v.generate(PROMPT, settings_for(case, steps))
     else:
         _, seconds, width, height, _ = case
-        pipe(PROMPT, seconds=seconds, width=width, height=height, steps=steps, hierarchical=False)
+        pipe(PROMPT, seconds=seconds, width=width, height=height, steps=steps)
 
 
 def _status_bytes(field: str) -> int:

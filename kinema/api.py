@@ -4,10 +4,9 @@ Modes, all through the one conditioning mechanism (known latent frames):
     pipe(prompt, image=first)                       image-to-video
     pipe(prompt, image=first, last_image=last)      first and last frame
     pipe(prompt, keyframes={0.0: a, 1.5: b})        keyframes at seconds
-    pipe(prompt, seconds=20)                        long clip (kinema-tiny: over 33 frames, its
-                                                    one window): keyframes at 1 fps first, then
-                                                    a chain of windows pinned to them
-    pipe(prompt, seconds=20, hierarchical=False)    a plain chain, each window continuing the last
+    pipe(prompt, seconds=20)                        long clip: a chain of windows (kinema-tiny:
+                                                    over 33 frames, its one window)
+    pipe(prompt, seconds=20, hierarchical=True)     keyframes at 1 fps first, then the rest
     pipe.extend(video, prompt, seconds=2)           continue a clip
     pipe.produce(prompt, ProductionSettings(fps=24, width=256, height=256))   the production pipeline
     pipe(prompt, motion=200)                        motion strength 0..255
@@ -50,7 +49,6 @@ from kinema.pipeline.long_clip import (
     extend_frames,
     generate_hierarchical,
     generate_long,
-    hierarchical_fits,
 )
 from kinema.pipeline.text_to_video import (
     GenerationError,
@@ -117,16 +115,13 @@ class Pipeline:
         return self.base.known_frames and not self.t2v.wan_images
 
     def long_mode(
-        self, s: GenerationSettings, hierarchical: bool | None = None, pinned: bool = False
+        self, s: GenerationSettings, hierarchical: bool = False, pinned: bool = False
     ) -> str:
         """How the clip is made: "one window", "chain" (windows, each continuing the tail of the
-        one before) or "hierarchical" (keyframes at fps / 8 first, then a chain pinned to them).
-        hierarchical None picks: a clip longer than the model's one window
-        (BaseFormat.max_frames) is hierarchical when nothing is pinned, the model has an fps
-        input and the keyframes fit one window, else a chain (hierarchical kept identity better
-        on kinema-tiny: README, long clips). True asks for it (a clip of any length), False for a
-        chain. A model that cannot chain refuses a longer clip here, in one line, before work."""
-        longer = s.num_frames > self.base.max_frames
+        one before: any clip longer than the model's one window, BaseFormat.max_frames) or
+        "hierarchical" when asked (keyframes at fps / 8 first, then a chain pinned to them; it
+        holds identity better but its keyframes barely move on kinema-tiny: README, long
+        clips). A model that cannot chain refuses a longer clip here, in one line, before work."""
         if not self.takes_known_frames:
             if hierarchical:
                 raise GenerationError(
@@ -142,11 +137,7 @@ class Pipeline:
                     "leave out --hierarchical, or the images"
                 )
             return "hierarchical"
-        if not longer:
-            return "one window"
-        auto = hierarchical is None and not pinned
-        fits = hierarchical_fits(self.t2v, s.num_frames, self.base.max_frames)
-        return "hierarchical" if auto and fits else "chain"
+        return "chain" if s.num_frames > self.base.max_frames else "one window"
 
     def settings(
         self,
@@ -241,16 +232,16 @@ class Pipeline:
         fit: str = "crop",
         motion: float | None = None,
         image_noise: float = 0.0,
-        hierarchical: bool | None = None,
+        hierarchical: bool = False,
         chain: ChainSettings | None = None,
         cache_threshold: float | None = None,
         cache_guidance_every: int | None = None,
         cache_interval: int | None = None,
     ) -> Video:
         """A clip from a prompt, optionally pinned to images. Clips longer than the model's one
-        window (self.base.max_frames; kinema-tiny: 33 frames) are made as long_mode() picks
-        (hierarchical=None: keyframes first where they fit, else a chain of windows), or refused
-        by a model that cannot chain (Wan2.1). callback(step, steps, latents) per sampler step
+        window (self.base.max_frames; kinema-tiny: 33 frames) are chains of windows (or
+        hierarchical when asked: long_mode), or refused by a model that cannot chain (Wan2.1).
+        callback(step, steps, latents) per sampler step
         (per window for chains). Step caching (kinema/sampling/step_cache.py): cache_threshold
         reuses blocks (None: off), cache_guidance_every k > 1 runs the unconditional branch every
         k-th step only, cache_interval n > 1 runs every n-th step in full and reuses both in

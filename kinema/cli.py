@@ -158,15 +158,12 @@ def generate(
         float, typer.Option(help="0..0.5: how loosely the given images hold (0: exactly)")
     ] = 0.0,
     hierarchical: Annotated[
-        bool | None,
+        bool,
         typer.Option(
-            "--hierarchical/--chain",
-            help="clips longer than one window: keyframes at 1 fps first, then the frames "
-            "between, or a plain chain of windows [default: hierarchical where the keyframes "
-            "fit one window and no image is given, else a chain]",
-            show_default=False,
+            help="long clips: keyframes at 1 fps first, then the frames between (identity "
+            "holds better, but on kinema-tiny the keyframes barely move)"
         ),
-    ] = None,
+    ] = False,
     anchor: Annotated[
         bool,
         typer.Option(
@@ -340,6 +337,13 @@ def plan(
     chained: Annotated[
         float | None, typer.Option(help="WINDOW_SECONDS: also plan a chain of such windows")
     ] = None,
+    hierarchical: Annotated[
+        bool,
+        typer.Option(
+            help="with --chained: also plan the keyframe pass then the chain (as "
+            "kinema generate --hierarchical)"
+        ),
+    ] = False,
     text_tokens: Annotated[int, typer.Option(help="prompt length in tokens")] = 16,
     gpu_tflops: Annotated[float, typer.Option(help="GPU peak (989: H100 bf16 dense)")] = 989.0,
     gpu_utilisation: Annotated[float, typer.Option(help="fraction of the peak reached")] = 0.4,
@@ -359,7 +363,6 @@ def plan(
     from kinema.pipeline import plan as cost
     from kinema.pipeline.long_clip import (
         DEFAULT_WINDOW_FRAMES,
-        KEYFRAME_STRIDE,
         check_single_window,
         keyframe_count,
     )
@@ -414,10 +417,15 @@ def plan(
             raise UsageError(
                 f"--chained {chained:g} s ({window} frames at {fps:g} fps): {e}"
             ) from None
-    plans = {"one sequence": cost.plan_cost(dit.cfg, vae.cfg, s, text_tokens, None, text_bytes)}
-    # what kinema generate makes of a long text-only clip by default (Pipeline.long_mode)
     n_key = keyframe_count(s.num_frames)
-    hierarchical = chains and dit.cfg.micro_conditioning and n_key <= base.max_frames
+    fits = window is not None and dit.cfg.micro_conditioning and n_key <= base.max_frames
+    if hierarchical and not fits:  # as kinema generate --hierarchical (its checks)
+        raise UsageError(
+            "--hierarchical plans the keyframe pass before a chain: it needs --chained and a "
+            f"model with an fps input whose one window ({base.max_frames} frames) holds the "
+            f"{n_key} keyframes"
+        )
+    plans = {"one sequence": cost.plan_cost(dit.cfg, vae.cfg, s, text_tokens, None, text_bytes)}
     if window is not None:
         chain = cost.plan_cost(dit.cfg, vae.cfg, s, text_tokens, window, text_bytes)
         plans[f"chain of {len(chain.windows)} windows"] = chain
@@ -481,13 +489,8 @@ def plan(
             highlight=False,
         )  # fmt: skip
     if window is None and s.num_frames > base.max_frames and chains:
-        how = (
-            f"{n_key} keyframes at {fps / KEYFRAME_STRIDE:g} fps, then a chain of "
-            if hierarchical
-            else "a chain of "
-        )
         console.print(
-            f"note: kinema generate makes clips over {base.max_frames} frames as {how}"
+            f"note: kinema generate makes clips over {base.max_frames} frames as a chain of "
             f"{DEFAULT_WINDOW_FRAMES}-frame windows; --chained {(DEFAULT_WINDOW_FRAMES - 1) / fps:g} plans it",
             highlight=False,
         )  # fmt: skip

@@ -17,7 +17,7 @@ from kinema.io.images import save_png
 from kinema.io.video import read_video, write_video
 from kinema.pipeline.animate import Candidate, animate, choose, parse_motions
 from kinema.pipeline.conditioning import FrameConditions, fit_image, known_frames, latent_index
-from kinema.pipeline.long_clip import ChainSettings, seam_flicker
+from kinema.pipeline.long_clip import ChainSettings, keyframe_count, seam_flicker
 from kinema.pipeline.text_to_video import GenerationError
 from kinema.sampling.guidance import KnownFrames
 from kinema.world.parse import parse_caption
@@ -150,33 +150,28 @@ def test_known_frames_with_noise_show_noisy_and_restore_clean():
 
 
 def test_long_clip_is_a_chain_of_windows(pipe):
-    video = pipe(PROMPT, seconds=5, steps=1, hierarchical=False)  # 41 frames > one window of 33
+    video = pipe(PROMPT, seconds=5, steps=1)  # 41 frames > one window of 33
     assert video.frames.shape == (41, 64, 64, 3)
     assert video.metadata["mode"] == "chain"
     assert video.metadata["window_starts"] == [17, 25, 33]  # 17, then 8 new frames per window
-    again = pipe(PROMPT, seconds=5, steps=1, hierarchical=False)
+    again = pipe(PROMPT, seconds=5, steps=1)
     assert np.array_equal(video.frames, again.frames)  # per-window seeds: reproducible
     with pytest.raises(GenerationError, match="no new frames"):
         pipe(PROMPT, seconds=5, steps=1, chain=ChainSettings(window_frames=9))
 
 
-def test_long_clips_are_hierarchical_where_the_keyframes_fit(micro_model, plain_model):
+def test_long_clips_are_chains_and_hierarchical_when_asked(micro_model, plain_model):
     pipe = kinema.load(micro_model)
     assert pipe.long_mode(pipe.settings(seconds=4)) == "one window"  # 33 frames: one window
     long = pipe.settings(seconds=20)
-    assert pipe.long_mode(long) == "hierarchical"  # 21 keyframes, one window of 33
-    assert pipe.long_mode(long, hierarchical=False) == "chain"
-    assert pipe.long_mode(long, pinned=True) == "chain"  # images given: a chain pinned to them
-    assert pipe.long_mode(pipe.settings(seconds=32)) == "hierarchical"  # 33 keyframes: still fit
-    assert pipe.long_mode(pipe.settings(seconds=40)) == "chain"  # 41 keyframes do not
+    assert pipe.long_mode(long) == "chain"
+    assert pipe.long_mode(long, hierarchical=True) == "hierarchical"
     assert pipe.long_mode(pipe.settings(seconds=2), hierarchical=True) == "hierarchical"
-    plain = kinema.load(plain_model)  # no fps input, so no keyframe pass
-    assert plain.long_mode(long) == "chain"
-    video = pipe(PROMPT, seconds=5, steps=1)
-    assert video.metadata["mode"] == "hierarchical" and video.metadata["keyframes"] == 9
-    assert video.frames.shape == (41, 64, 64, 3)
-    first = pipe(PROMPT, seconds=5, steps=1, image=video.frames[0])
-    assert first.metadata["mode"] == "chain" and first.metadata["pinned_frames"] == [0]
+    with pytest.raises(GenerationError, match="takes no images"):
+        pipe.long_mode(long, hierarchical=True, pinned=True)
+    assert keyframe_count(161) == 21 and keyframe_count(41) == 9  # 1 + 4k frames, every 8th
+    with pytest.raises(GenerationError, match="needs a model with an fps input"):
+        kinema.load(plain_model)(PROMPT, seconds=5, steps=1, hierarchical=True)
 
 
 def test_chains_reanchor_on_the_first_frame_only_when_asked(micro_model, monkeypatch):
@@ -189,11 +184,10 @@ def test_chains_reanchor_on_the_first_frame_only_when_asked(micro_model, monkeyp
         return generate(prompt, s, callback, conditions)
 
     monkeypatch.setattr(pipe.t2v, "generate", spy)
-    plain = pipe(PROMPT, seconds=5, steps=1, hierarchical=False)
+    plain = pipe(PROMPT, seconds=5, steps=1)
     assert len(shown) == 4 and all(a is None for a in shown)  # the default: no anchor
     shown.clear()
-    anchored = pipe(PROMPT, seconds=5, steps=1, hierarchical=False,
-                    chain=ChainSettings(anchor=True))  # fmt: skip
+    anchored = pipe(PROMPT, seconds=5, steps=1, chain=ChainSettings(anchor=True))
     assert shown[0] is None and len(shown) == 4
     assert all(np.array_equal(a, anchored.frames[0]) for a in shown[1:])
     assert np.array_equal(plain.frames[:13], anchored.frames[:13])  # the same first window

@@ -186,14 +186,24 @@ def test_planned_step_caching_is_what_a_real_run_does(tiny, solver):
 
 def test_plan_prints_one_sequence_next_to_the_chain(tmp_path):
     result = run_kinema(
-        "plan", "--seconds", "8", "--size", "64x64", "--fps", "8", "--chained", "2", cwd=tmp_path
+        "plan",
+        "--seconds",
+        "8",
+        "--size",
+        "64x64",
+        "--fps",
+        "8",
+        "--chained",
+        "2",
+        "--hierarchical",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for needle in (
         "one sequence",
         "chain of 7 windows",
-        "9 keyframes + chain",  # what kinema generate makes of it by default
+        "9 keyframes + chain",  # the keyframe pass, then the chain
         "1 x 65",
         "7 x 17",
         "16 x 17 x 16 x 16",
@@ -222,6 +232,8 @@ def test_plan_prints_one_sequence_next_to_the_chain(tmp_path):
         (["--seconds", "2", "--chained", "4"], ["--chained 4 s", "longer than the clip"]),
         (["--seconds", "8", "--chained", "1"], ["--chained 1 s", "9 frames", "no new frames"]),
         (["--chained", "0"], ["--chained must be more than 0"]),
+        (["--seconds", "8", "--hierarchical"], ["--hierarchical", "needs --chained"]),
+        (["--seconds", "40", "--chained", "2", "--hierarchical"], ["41 keyframes", "33 frames"]),
     ],
     ids=[
         "size-not-multiple",
@@ -230,6 +242,8 @@ def test_plan_prints_one_sequence_next_to_the_chain(tmp_path):
         "window-too-long",
         "no-room",
         "zero",
+        "hierarchical-no-chain",
+        "too-many-keyframes",
     ],
 )
 def test_plan_bad_input_is_one_line(tmp_path, args, needles):

@@ -264,7 +264,7 @@ class DiffusersPipeline:
         fit: str = "crop",
         motion: float | None = None,
         image_noise: float = 0.0,
-        hierarchical: bool | None = None,
+        hierarchical: bool = False,
         chain=None,
         cache_threshold: float | None = None,
         cache_guidance_every: int | None = None,

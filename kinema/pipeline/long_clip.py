@@ -13,10 +13,9 @@ A window after the first is conditioned on the tail of the clip so far: its last
 
 Hierarchical: a first pass makes keyframes at a low frame rate (the model takes fps as an input),
 then a chain at the full rate pins every keyframe and fills the frames between them. The
-keyframes are the reference a plain chain lacks: every window is pinned to one pass over the
-whole clip, so a mover cannot wander off and be replaced. It is the default for text-only clips
-longer than one window where the keyframes fit one pass (kinema.api.Pipeline.long_mode): it kept
-identity better than the plain chain on kinema-tiny (README, long clips).
+keyframes are a reference for the whole clip that a plain chain lacks, and identity holds better;
+but it is only as good as the model's fps input: kinema-tiny's keyframes at 1 fps barely move
+(README, long clips), so hierarchical generation is asked for, not the default.
 
 How long one window may be is the model's (kinema.models.BaseFormat.max_frames: kinema-tiny's
 33, Wan2.1's 81). A model never trained with known frames (Wan2.1) cannot chain: a longer clip
@@ -198,12 +197,6 @@ def keyframe_count(num_frames: int) -> int:
     return 1 + 4 * math.ceil((n_key - 1) / 4)
 
 
-def hierarchical_fits(t2v: TextToVideo, num_frames: int, max_frames: int) -> bool:
-    """Whether a hierarchical clip can be made: the model has an fps input and the keyframes
-    fit its one window (kinema-tiny: 33 keyframes, 32 s at 8 fps)."""
-    return t2v.dit.cfg.micro_conditioning and keyframe_count(num_frames) <= max_frames
-
-
 def generate_hierarchical(
     t2v: TextToVideo,
     prompt: str,
@@ -259,7 +252,6 @@ __all__ = [
     "extend_frames",
     "generate_hierarchical",
     "generate_long",
-    "hierarchical_fits",
     "keyframe_count",
     "seam_flicker",
 ]
