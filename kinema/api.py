@@ -241,10 +241,10 @@ class Pipeline:
         """A clip from a prompt, optionally pinned to images. Clips longer than the model's one
         window (self.base.max_frames; kinema-tiny: 33 frames) are chains of windows (or
         hierarchical when asked: long_mode), or refused by a model that cannot chain (Wan2.1).
-        callback(step, steps, latents) per sampler step (per window for chains). Step caching (kinema/sampling/step_cache.py): cache_threshold
-        reuses blocks (None: off), cache_guidance_every k > 1 runs the unconditional branch every
-        k-th step only, cache_interval n > 1 runs every n-th step in full and reuses both in
-        between."""
+        callback(step, steps, latents) per sampler step (per window for chains). Step caching
+        (kinema/sampling/step_cache.py): cache_threshold reuses blocks (None: off),
+        cache_guidance_every k > 1 runs the unconditional branch every k-th step only,
+        cache_interval n > 1 runs every n-th step in full and reuses both in between."""
         check_prompt(prompt)
         chain = chain or ChainSettings()
         s = self.settings(seed, seconds, fps, width, height, negative_prompt, num_frames, motion,
