@@ -160,8 +160,8 @@ def generate(
     hierarchical: Annotated[
         bool,
         typer.Option(
-            help="long clips: keyframes at 1 fps first, then the frames between (identity "
-            "holds better, but on kinema-tiny the keyframes barely move)"
+            help="long clips: keyframes at 1 fps first, then the frames between (on "
+            "kinema-tiny the keyframes barely move)"
         ),
     ] = False,
     anchor: Annotated[

@@ -13,9 +13,9 @@ A window after the first is conditioned on the tail of the clip so far: its last
 
 Hierarchical: a first pass makes keyframes at a low frame rate (the model takes fps as an input),
 then a chain at the full rate pins every keyframe and fills the frames between them. The
-keyframes are a reference for the whole clip that a plain chain lacks, and identity holds better;
-but it is only as good as the model's fps input: kinema-tiny's keyframes at 1 fps barely move
-(README, long clips), so hierarchical generation is asked for, not the default.
+keyframes are a reference for the whole clip that a plain chain lacks, but it is only as good as
+the model's fps input: kinema-tiny's keyframes at 1 fps barely move (README, long clips), so
+hierarchical generation is asked for, not the default.
 
 How long one window may be is the model's (kinema.models.BaseFormat.max_frames: kinema-tiny's
 33, Wan2.1's 81). A model never trained with known frames (Wan2.1) cannot chain: a longer clip
