@@ -120,7 +120,8 @@ class Pipeline:
         """How the clip is made: "one window", "chain" (windows, each continuing the tail of the
         one before: any clip longer than the model's one window, BaseFormat.max_frames) or
         "hierarchical" when asked (keyframes at fps / 8 first, then a chain pinned to them; on
-        kinema-tiny its keyframes barely move: README, long clips). A model that cannot chain refuses a longer clip here, in one line, before work."""
+        kinema-tiny its keyframes barely move: README, long clips). A model that cannot chain
+        refuses a longer clip here, in one line, before work."""
         if not self.takes_known_frames:
             if hierarchical:
                 raise GenerationError(

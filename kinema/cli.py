@@ -363,8 +363,8 @@ def plan(
     from kinema.pipeline import plan as cost
     from kinema.pipeline.long_clip import (
         DEFAULT_WINDOW_FRAMES,
+        check_hierarchical,
         check_single_window,
-        keyframe_count,
     )
     from kinema.pipeline.text_to_video import (
         GenerationSettings,
@@ -417,19 +417,21 @@ def plan(
             raise UsageError(
                 f"--chained {chained:g} s ({window} frames at {fps:g} fps): {e}"
             ) from None
-    n_key = keyframe_count(s.num_frames)
-    fits = window is not None and dit.cfg.micro_conditioning and n_key <= base.max_frames
-    if hierarchical and not fits:  # as kinema generate --hierarchical (its checks)
-        raise UsageError(
-            "--hierarchical plans the keyframe pass before a chain: it needs --chained and a "
-            f"model with an fps input whose one window ({base.max_frames} frames) holds the "
-            f"{n_key} keyframes"
-        )
+    n_key = None
+    if hierarchical:  # as kinema generate --hierarchical: the same checks
+        if window is None:
+            raise UsageError(
+                "--hierarchical plans the keyframe pass before a chain: it needs --chained"
+            )
+        try:
+            n_key = check_hierarchical(dit.cfg.micro_conditioning, s.num_frames, base.max_frames)
+        except cost.GenerationError as e:
+            raise UsageError(f"--hierarchical: {e}") from None
     plans = {"one sequence": cost.plan_cost(dit.cfg, vae.cfg, s, text_tokens, None, text_bytes)}
     if window is not None:
         chain = cost.plan_cost(dit.cfg, vae.cfg, s, text_tokens, window, text_bytes)
         plans[f"chain of {len(chain.windows)} windows"] = chain
-        if hierarchical:
+        if n_key is not None:
             plans[f"{n_key} keyframes + chain"] = cost.plan_cost(
                 dit.cfg, vae.cfg, s, text_tokens, window, text_bytes, keyframes=n_key
             )

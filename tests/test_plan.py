@@ -185,19 +185,8 @@ def test_planned_step_caching_is_what_a_real_run_does(tiny, solver):
 
 
 def test_plan_prints_one_sequence_next_to_the_chain(tmp_path):
-    result = run_kinema(
-        "plan",
-        "--seconds",
-        "8",
-        "--size",
-        "64x64",
-        "--fps",
-        "8",
-        "--chained",
-        "2",
-        "--hierarchical",
-        cwd=tmp_path,
-    )
+    result = run_kinema("plan", "--seconds", "8", "--size", "64x64", "--fps", "8", "--chained",
+                        "2", "--hierarchical", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for needle in (

@@ -197,6 +197,20 @@ def keyframe_count(num_frames: int) -> int:
     return 1 + 4 * math.ceil((n_key - 1) / 4)
 
 
+def check_hierarchical(micro_conditioning: bool, num_frames: int, max_frames: int) -> int:
+    """The keyframe count of a hierarchical clip, or a one-line error where it cannot be made:
+    the keyframe pass needs the model's fps input and must fit its one window (max_frames)."""
+    if not micro_conditioning:
+        raise GenerationError("hierarchical generation needs a model with an fps input")
+    n_key = keyframe_count(num_frames)
+    if n_key > max_frames:
+        raise GenerationError(
+            f"{num_frames} frames need {n_key} keyframes, more than one pass makes "
+            f"({max_frames} frames); use a chain without --hierarchical"
+        )
+    return n_key
+
+
 def generate_hierarchical(
     t2v: TextToVideo,
     prompt: str,
@@ -208,14 +222,7 @@ def generate_hierarchical(
     """Keyframes at fps / 8 over the whole clip first, then the full-rate chain between them.
     max_frames: the model's longest single window (the keyframes are one). Returns the chain
     and the keyframe clip."""
-    if not t2v.dit.cfg.micro_conditioning:
-        raise GenerationError("hierarchical generation needs a model with an fps input")
-    n_key = keyframe_count(settings.num_frames)
-    if n_key > max_frames:
-        raise GenerationError(
-            f"{settings.num_frames} frames need {n_key} keyframes, more than one pass makes "
-            f"({max_frames}); use a chain without --hierarchical"
-        )
+    n_key = check_hierarchical(t2v.dit.cfg.micro_conditioning, settings.num_frames, max_frames)
     key_settings = dataclasses.replace(
         settings, num_frames=n_key, fps=settings.fps / KEYFRAME_STRIDE
     )
@@ -248,6 +255,7 @@ __all__ = [
     "Chain",
     "ChainSettings",
     "ConditioningError",
+    "check_hierarchical",
     "check_single_window",
     "extend_frames",
     "generate_hierarchical",
