@@ -15,7 +15,7 @@ from kinema.pipeline.text_to_video import (
     check_prompt,
 )
 from kinema.sampling.guidance import KnownFrames, TextCondition, guided_velocity
-from kinema.sampling.schedules import flow_times
+from kinema.sampling.schedules import flow_times, times_from
 from kinema.sampling.solvers import euler, heun
 from kinema.vae.causal_vae import CausalVAE, VAEConfig
 
@@ -354,6 +354,28 @@ def test_progress_callback_sees_every_step(pipe):
         lambda i, n, x: seen.append((i, n)),
     )
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_sampling_from_part_way_runs_the_rest_of_the_same_grid(pipe):
+    full = flow_times(20, 3.0)
+    part = times_from(full, 0.5)
+    assert part[0] == 0.5 and torch.equal(part[1:], full[full < 0.5]) and part[-1] == 0
+    assert torch.equal(times_from(full, 1.0), full)
+    with pytest.raises(ValueError, match=r"start time must be in \(0, 1\], got 0"):
+        times_from(full, 0.0)
+    s = GenerationSettings(width=16, height=16, num_frames=5, steps=20)
+    cond, uncond = pipe.encode_prompt("a red circle", "")
+    data = torch.randn(1, 4, 2, 2, 2)
+    steps = []
+    out = pipe.sample(data, cond, uncond, s, lambda i, n, x: steps.append(n), start_time=0.5)
+    assert steps[0] == len(part) - 1 and out.shape == data.shape
+    # starting near t = 0 barely changes data that is already clean
+    near = pipe.sample(data, cond, uncond, s, start_time=1e-3)
+    assert (near - data).abs().max() < 0.05 < (out - data).abs().max()
+    with pytest.raises(GenerationError, match="step caching"):
+        pipe.sample(
+            data, cond, uncond, GenerationSettings(steps=20, cache_interval=3), start_time=0.5
+        )
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from kinema.pipeline.image_encoder import ClipImageEncoder
 from kinema.pipeline.memory import Placement, cast_dit, module_device, move_to
 from kinema.pipeline.wan_i2v import check_wan_images, latent_channels, wan_images
 from kinema.sampling.guidance import ImageCondition, KnownFrames, TextCondition, guided_velocity
-from kinema.sampling.schedules import flow_times
+from kinema.sampling.schedules import flow_times, times_from
 from kinema.sampling.solvers import SOLVERS
 from kinema.sampling.step_cache import StepCache, warmup_evaluations
 from kinema.text.encoder import TextEncoder
@@ -239,11 +239,22 @@ class TextToVideo:
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
         known: KnownFrames | None = None,
         image: ImageCondition | None = None,
+        start_time: float = 1.0,
     ) -> torch.Tensor:
         """noise (1, C, F, H, W) -> clean latents. known: frames pinned (kinema's conditioning);
-        image: a Wan I2V model's image input (image_condition)."""
+        image: a Wan I2V model's image input (image_condition). start_time below 1: `noise` is
+        data already noised to that flow time, and only the rest of the schedule runs (SDEdit;
+        benchmarks/noise_commitment.py), without step caching."""
+        times = times_from(flow_times(s.steps, s.shift), start_time)
+        caching = (
+            s.cache_threshold is not None or s.cache_guidance_every > 1 or s.cache_interval > 1
+        )
+        if caching and start_time < 1.0:
+            raise GenerationError(
+                "step caching plans a whole schedule: turn it off to start part-way"
+            )
         cache = None
-        if s.cache_threshold is not None or s.cache_guidance_every > 1 or s.cache_interval > 1:
+        if caching:
             cache = StepCache(s.cache_threshold, warmup_evaluations(s.evaluations, s.cache_interval),
                               s.cache_guidance_every, s.cache_interval)  # fmt: skip
         device = self.placement.device
@@ -263,7 +274,7 @@ class TextToVideo:
             )  # fmt: skip
             x = noise.to(device)
             x = known.apply(x) if known is not None else x
-            x = SOLVERS[s.solver](velocity, x, flow_times(s.steps, s.shift), callback)
+            x = SOLVERS[s.solver](velocity, x, times, callback)
         if cache is not None:
             self.step_cache_stats.append(cache.stats())
         return known.restore(x) if known is not None else x

@@ -20,3 +20,13 @@ def flow_times(steps: int, shift: float = 3.0) -> torch.Tensor:
     if not shift > 0:
         raise ValueError(f"shift must be positive, got {shift}")
     return shift_time(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift)
+
+
+def times_from(times: torch.Tensor, start: float) -> torch.Tensor:
+    """The part of a time grid below `start`, with `start` itself first: a sampler that begins
+    from data noised to flow time `start` instead of from pure noise (SDEdit; diffusers'
+    `strength`), on the same grid as a full run, so it takes fewer of the same steps."""
+    if not 0.0 < start <= 1.0:
+        raise ValueError(f"start time must be in (0, 1], got {start}")
+    below = times[times < start - 1e-9]
+    return torch.cat([times.new_tensor([start]), below])
