@@ -65,10 +65,11 @@ def plot(summaries: dict[str, dict[str, float]], starts: list[float], path: Path
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for d in ACCURACIES:
+    colours = plt.get_cmap("tab20").colors  # more lines than the default cycle's 10 colours
+    for i, d in enumerate(ACCURACIES):
         ys = [100 * summaries[f"{t:g}"].get(d, np.nan) for t in starts]
         if not np.all(np.isnan(ys)):
-            ax.plot(starts, ys, marker="o", label=d)
+            ax.plot(starts, ys, marker="o", label=d, color=colours[2 * i % 20 + 2 * i // 20])
     ax.set_xlabel("start time t0 (1 = pure noise: text-to-video)")
     ax.set_ylabel("ShapesBench score (%)")
     ax.invert_xaxis()
@@ -117,7 +118,7 @@ def main() -> None:
             cells = [summaries[k].get(d) for k in summaries]
             fmt = "{:.3g}" if d in ("flicker", "warping_error") else "{:.1%}"
             table.add_row(d, *("-" if v is None else fmt.format(v) for v in cells))
-    Console().print(table)
+    Console(width=max(Console().width, 120)).print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(
         {"model": args.model, "seeds": args.seeds, "settings": settings, "summaries": summaries},
