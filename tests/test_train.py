@@ -49,6 +49,11 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
     # wall time carries across the resume, so --minutes and the LR schedule count the whole run
     seconds = [r["seconds"] for r in rows]
     assert seconds == sorted(seconds), seconds
+    # config.json keeps each sitting's command, so a recipe changed on resume stays on record
+    history = json.loads((tmp_path / "run" / "config.json").read_text())["history"]
+    assert [h["step"] for h in history] == [0, 10]
+    assert [h["command"].split("--steps ")[1] for h in history] == ["10", "20"]
+    assert history[0]["command"].startswith("kinema train vae -o ")
 
 
 def test_dit_training_goes_on_from_given_weights(tmp_path):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -98,6 +100,23 @@ def native_bf16(device: torch.device) -> bool:
     )
 
 
+def write_config(path: Path, cfg: TrainConfig, task: str, step: int) -> None:
+    """config.json: this sitting's settings, and the command line of every sitting so far with
+    the step it started at, so a run resumed with other arguments (a recipe changed part-way)
+    keeps its exact recipe."""
+    history = []
+    if step > 0 and path.exists():
+        try:
+            history = json.loads(path.read_text()).get("history", [])
+        except (OSError, ValueError, AttributeError):
+            history = []  # a damaged config.json loses the past commands, not the run
+    program = (
+        "kinema" if "kinema" in sys.argv[0] else Path(sys.argv[0]).name
+    )  # not this machine's path
+    history.append({"step": step, "command": shlex.join([program, *sys.argv[1:]])})
+    path.write_text(json.dumps({"train": asdict(cfg), "task": task, "history": history}, indent=1))
+
+
 def train(task: Task, cfg: TrainConfig, info: DistInfo, progress: bool = True) -> Path:
     """Train task.model; returns the path of the exported (EMA) weights."""
     out = Path(cfg.out_dir)
@@ -121,9 +140,7 @@ def train(task: Task, cfg: TrainConfig, info: DistInfo, progress: bool = True) -
             print(f"resumed {task.name} from {state_path} at step {step}")
     wrapped = DistributedDataParallel(model) if info.enabled else model
     if info.is_main:
-        (out / "config.json").write_text(
-            json.dumps({"train": asdict(cfg), "task": task.name}, indent=1)
-        )
+        write_config(out / "config.json", cfg, task.name, step)
     # a resumed run continues with fresh batches rather than replaying the ones it has seen
     batches = task.batches(info, cfg.seed * 1_000_003 + step)
     log = (out / "log.jsonl").open("a")
