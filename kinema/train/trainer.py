@@ -110,9 +110,8 @@ def write_config(path: Path, cfg: TrainConfig, task: str, step: int) -> None:
             history = json.loads(path.read_text()).get("history", [])
         except (OSError, ValueError, AttributeError):
             history = []  # a damaged config.json loses the past commands, not the run
-    program = (
-        "kinema" if "kinema" in sys.argv[0] else Path(sys.argv[0]).name
-    )  # not this machine's path
+    # the program's name, not its path on this machine
+    program = "kinema" if "kinema" in sys.argv[0] else Path(sys.argv[0]).name
     history.append({"step": step, "command": shlex.join([program, *sys.argv[1:]])})
     path.write_text(json.dumps({"train": asdict(cfg), "task": task, "history": history}, indent=1))
 
