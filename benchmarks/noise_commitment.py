@@ -43,16 +43,13 @@ def from_truth(pipe, start: float | None, settings: dict):
     t2v = pipe.t2v
 
     def generate(prompt: str, seed: int, bench: BenchSettings) -> np.ndarray:
-        truth = groundtruth(prompt, seed, bench)
-        with torch.inference_mode():
-            z = encode_frames(t2v.vae, truth)
+        z = encode_frames(t2v.vae, groundtruth(prompt, seed, bench))
         if start is None:
             return t2v.decode(z)
         s = t2v.settings(seed=seed, width=bench.width, height=bench.height,
                          num_frames=bench.num_frames, fps=bench.fps, **settings)  # fmt: skip
-        noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed))
         cond, uncond = t2v.encode_prompt(prompt, s.negative_prompt)
-        x = (1 - start) * z + start * noise
+        x = (1 - start) * z + start * t2v.prepare_latents(s)  # the seed's own noise
         return t2v.decode(t2v.sample(x, cond, uncond, s, start_time=start))
 
     return generate
