@@ -1015,6 +1015,15 @@ def train_dit(
             "frame revealed and their mirror image beside them (teaches the direction words)",
         ),
     ] = 0.0,
+    high_noise: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="share of samples trained at times drawn uniformly from [0.9, 1], where a "
+            "clip's direction, count and layout are decided (on top of --time-shift)",
+        ),
+    ] = 0.0,
     whiten_text: Annotated[
         bool,
         typer.Option(
@@ -1073,6 +1082,7 @@ def train_dit(
         pair_prob=pairs,
         time_shift=time_shift,
         direction_focus=direction_focus,
+        high_noise=high_noise,
     )
     tcfg = TrainConfig(
         str(output), steps=steps, minutes=minutes, lr=lr, warmup=300, seed=seed, save_every=250,

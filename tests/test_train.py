@@ -158,6 +158,30 @@ def test_direction_pairs_are_mirrored_clips_with_the_same_noise_and_time():
     assert pairs >= 4
 
 
+def test_high_noise_share_draws_times_from_the_top_of_the_schedule():
+    from kinema.dit.transformer import DiTConfig
+    from kinema.train.distributed import DistInfo
+    from kinema.train.dit_task import DiTTask
+    from kinema.vae.causal_vae import CausalVAE, VAEConfig
+
+    vae = CausalVAE(VAEConfig(latent_channels=4, channels=(8, 16, 16), temporal_blocks=1))
+    cfg = DiTConfig(
+        in_channels=4, out_channels=4, dim=32, ffn_dim=64, heads=2, layers=1, text_dim=8
+    )
+    shares = {}
+    for share in (0.0, 0.5, 1.0):
+        task = DiTTask(vae, word_encoder, cfg, batch_size=4, pool_size=40, high_noise=share)
+        batch = next(task.batches(DistInfo(), seed=0))
+        torch.manual_seed(0)
+        times = torch.cat([task.draw_noise(batch)[0][~batch.known] for _ in range(200)])
+        shares[share] = (times >= 0.9).float().mean().item()
+        assert times.max() <= 1.0
+    # logit-normal times put a few percent above 0.9; the option adds its share on top
+    assert shares[0.0] < 0.1
+    assert 0.4 < shares[0.5] < 0.65
+    assert shares[1.0] == 1.0
+
+
 def test_direction_focus_batches_are_revealed_mirrored_movers():
     from kinema.dit.transformer import DiTConfig
     from kinema.train.distributed import DistInfo

@@ -149,6 +149,7 @@ class DiTTask:
         pair_prob: float = 0.0,
         time_shift: float = 1.0,
         direction_focus: float = 0.0,
+        high_noise: float = 0.0,
     ):
         """reuse: optimizer steps per rendered and encoded batch (each with fresh noise and
         times); rendering and VAE encoding cost about as much as a step of the transformer.
@@ -159,7 +160,11 @@ class DiTTask:
         the sampler visits them.
         direction_focus: share of batches made only of scenes with a left/right/up/down mover,
         each with its first frame revealed and its mirror image beside it: there the caption's
-        direction words are the only thing that tells where the object goes next."""
+        direction words are the only thing that tells where the object goes next.
+        high_noise: share of samples whose time is drawn uniformly from [0.9, 1] instead: a
+        clip's direction, count and layout are decided there (benchmarks/noise_commitment.py),
+        and a larger time shift that reaches it as often starves the low-noise times that keep
+        frames steady."""
         self.model = init.train().requires_grad_(True) if init is not None else DiT(cfg)
         self.cfg = self.model.cfg
         self.vae = vae.eval().requires_grad_(False)
@@ -172,6 +177,7 @@ class DiTTask:
         self.pair_prob = pair_prob
         self.time_shift = time_shift
         self.direction_focus = direction_focus
+        self.high_noise = high_noise
         cache = cache_dir / f"captions_{pool_size}_pairs.pt" if cache_dir is not None else None
         self.pool = CaptionPool(encoder, pool_size, seed=1234, cache=cache)
         self.movers = [i for i, m in enumerate(self.pool.mirror_states) if m is not None]
@@ -274,6 +280,9 @@ class DiTTask:
         b, _, f = x0.shape[:3]
         # logit-normal times (SD3), shifted towards noise like the sampler's schedule
         t = shift_time(torch.sigmoid(torch.randn(b, device=x0.device)), self.time_shift)
+        if self.high_noise > 0:
+            high = torch.rand(b, device=x0.device) < self.high_noise
+            t = torch.where(high, 0.9 + 0.1 * torch.rand(b, device=x0.device), t)
         t = t[batch.partner, None].expand(b, f)
         t = torch.where(batch.known, batch.known_t[:, None], t)
         return t, torch.randn_like(x0)[batch.partner]
