@@ -216,6 +216,7 @@ def generate(
     start = time.perf_counter()
     from kinema.api import Pipeline, load
     from kinema.pipeline.long_clip import ChainSettings
+    from kinema.pipeline.plan import chain_windows
 
     width, height = parse_size(size)
     from kinema.pipeline.text_to_video import check_prompt
@@ -260,10 +261,10 @@ def generate(
     # clip longer than the window of a model that cannot chain (Wan2.1)
     one_pass = getattr(pipe, "format", None) is not None
     mode = "one window" if one_pass else pipe.long_mode(settings, hierarchical, bool(pinned))
-    if mode != "one window":
-        per = chain.window_frames - chain.tail_frames
-        later = max(settings.num_frames - chain.window_frames, 0)
-        windows = 1 + -(-later // per) + int(mode == "hierarchical")
+    if mode != "one window":  # hierarchical: one more window, the keyframes'
+        clip = max(settings.num_frames, chain.window_frames)
+        tf = pipe.t2v.vae.cfg.temporal_factor
+        windows = len(chain_windows(clip, chain.window_frames, tf)) + int(mode == "hierarchical")
     loaded = time.perf_counter()
     with _progress() as progress:
         task = progress.add_task("sampling", total=settings.steps * windows)
