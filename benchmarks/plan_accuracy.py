@@ -7,6 +7,7 @@ with --memory, peak memory), printed as a table and then as JSON.
 One calibration at the start predicts every setting, as `kinema plan` would ("estimated"); a
 second one just before each case ("recalibrated") separates the model's error from the drift
 of a shared machine's speed. Times are of the loaded pipeline, `pipe(prompt, seconds=...)`
+with the model's sampler defaults (kinema-tiny's step caching too), in plan and run alike
 (clips over the model's one window, kinema-tiny's 33 frames, are chains of 17-frame windows
 there, and are planned as such), best of --repeats runs; the last case is one long sequence
 through TextToVideo.generate. Peak memory
@@ -44,13 +45,15 @@ CASES = [
 ]
 
 
-def settings_for(case, steps: int) -> GenerationSettings:
+def settings_for(pipe, case, steps: int) -> GenerationSettings:
+    """The settings a generation of this case runs with: the model's own sampler defaults
+    (kinema-tiny's step caching included), so that plan and run count the same forwards."""
     _, seconds, width, height, _ = case
-    return GenerationSettings.from_seconds(seconds, 8.0, width=width, height=height, steps=steps)
+    return pipe.settings(seconds=seconds, width=width, height=height, steps=steps)
 
 
 def plan_for(pipe, case, steps: int):
-    s = settings_for(case, steps)
+    s = settings_for(pipe, case, steps)
     chained = not case[4] and pipe.long_mode(s) == "chain"
     t2v = pipe.t2v
     text = parameter_bytes(t2v.text_encoder.model)
@@ -61,8 +64,9 @@ def plan_for(pipe, case, steps: int):
 def run(pipe, case, steps: int) -> None:
     """The loaded pipeline (which chains clips over its one window), or one sequence through
     TextToVideo.generate."""
+    s = settings_for(pipe, case, steps)
     if case[4]:
-        pipe.t2v.generate(PROMPT, settings_for(case, steps))
+        pipe.t2v.generate(PROMPT, s)
     else:
         _, seconds, width, height, _ = case
         pipe(PROMPT, seconds=seconds, width=width, height=height, steps=steps)

@@ -106,6 +106,21 @@ def test_chain_costs_more_flops_but_less_memory_than_one_long_sequence():
     assert (heun.evals_per_window, heun.batch) == (39, 1)
 
 
+def test_step_caching_adds_what_the_cache_holds_to_the_sampling_peak():
+    # 20 s in one sequence: sampling, not decoding, sets the peak (2,624 tokens)
+    s = GenerationSettings.from_seconds(20, 8.0)
+    plain, cached = (plan_cost(DiTConfig(), VAEConfig(), dataclasses.replace(s, cache_interval=i))
+                     for i in (1, 3))  # fmt: skip
+    residuals = 2 * 2 * plain.largest.tokens * DiTConfig().dim * 4  # 2 residuals x 2 branches
+    # held across steps, and renewed at the end of a full evaluation (old and new both alive)
+    assert plain.activation_bytes + residuals <= cached.activation_bytes
+    assert cached.activation_bytes <= plain.activation_bytes + 3 * residuals
+    short = GenerationSettings.from_seconds(2, 8.0)  # here the VAE's decode sets the peak
+    peaks = {plan_cost(DiTConfig(), VAEConfig(), dataclasses.replace(short, cache_interval=i))
+             .activation_bytes for i in (1, 3)}  # fmt: skip
+    assert len(peaks) == 1
+
+
 def test_hierarchical_plan_is_the_keyframe_pass_then_the_chain():
     s = GenerationSettings.from_seconds(20, 8.0)
     chain = plan_cost(DiTConfig(), VAEConfig(), s, 16, 17)

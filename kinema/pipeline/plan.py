@@ -44,7 +44,7 @@ from kinema.pipeline.long_clip import ChainSettings
 from kinema.pipeline.text_to_video import GenerationError, GenerationSettings, TextToVideo
 from kinema.pipeline.wan_i2v import wan_images
 from kinema.sampling.guidance import ImageCondition, TextCondition, guided_velocity
-from kinema.sampling.step_cache import interval_full_evaluations
+from kinema.sampling.step_cache import StepCache, interval_full_evaluations
 from kinema.vae.causal_vae import CausalVAE, VAEConfig, latent_frames
 from kinema.vae.tiling import decode_pieces
 from kinema.vae.wan_vae import WanVAE, WanVAEConfig
@@ -246,10 +246,13 @@ def _meta(*shape, dtype=torch.float32) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=64)
 def _trace_step(
-    dit_cfg, vae_cfg, latent_shape, text_tokens, guidance, motion, fps, image_tokens=0
-) -> Trace:
+    dit_cfg, vae_cfg, latent_shape, text_tokens, guidance, motion, fps, image_tokens=0,
+    step_cache=False,
+) -> Trace:  # fmt: skip
     """One Euler step of guided sampling: the sampler state and the largest forward.
-    image_tokens: CLIP tokens per image of a Wan I2V model."""
+    image_tokens: CLIP tokens per image of a Wan I2V model. step_cache: the peak is that of a
+    full evaluation made while a StepCache holds the last one's block residuals and guidance
+    differences (they are renewed as it ends); FLOPs and kernels stay one evaluation's."""
     dit, _ = _meta_models(dit_cfg, vae_cfg)
     cond = TextCondition(_meta(1, text_tokens, dit_cfg.text_dim), _meta(1, text_tokens, dtype=bool))
     x = _meta(*latent_shape)
@@ -264,7 +267,18 @@ def _trace_step(
                                    fps, image=image)  # fmt: skip
         return x + (0.5 - 1.0) * velocity(x, 1.0)
 
-    return _trace(step)
+    trace = _trace(step)
+    if not step_cache:
+        return trace
+
+    def steps_with_cache():
+        cache = StepCache(None)  # every evaluation in full: each renews what the cache holds
+        velocity = guided_velocity(dit, dit_cfg.prediction, cond, cond, guidance, None, motion,
+                                   fps, step_cache=cache, image=image)  # fmt: skip
+        y = x + (0.5 - 1.0) * velocity(x, 1.0)
+        return y + (0.25 - 0.5) * velocity(y, 0.5)
+
+    return Trace(trace.flops, _trace(steps_with_cache).peak_bytes, trace.kernels)
 
 
 @functools.lru_cache(maxsize=64)
@@ -414,7 +428,7 @@ def _window_cost(
     flops, attention = dit_flops(dit_cfg, batch, grid, *inputs)
     reuse, reuse_attention = dit_flops(dataclasses.replace(dit_cfg, layers=1), 1, grid, *inputs)
     step = _trace_step(dit_cfg, vae_cfg, (1, *latent), text_tokens, s.guidance, motion, fps,
-                       image_tokens)  # fmt: skip
+                       image_tokens, s.step_caching)  # fmt: skip
     stages = [_trace_decode(dit_cfg, vae_cfg, (1, *latent))]
     if repeats:
         stages += [_trace_encode(dit_cfg, vae_cfg, n, s.height, s.width) for n in (repeats, 1)]

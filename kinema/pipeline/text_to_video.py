@@ -66,6 +66,12 @@ class GenerationSettings:
         per step but the last."""
         return self.steps if self.solver == "euler" else 2 * self.steps - 1
 
+    @property
+    def step_caching(self) -> bool:
+        """Whether sampling reuses work across steps (kinema/sampling/step_cache.py)."""
+        reuses = self.cache_guidance_every > 1 or self.cache_interval > 1
+        return reuses or self.cache_threshold is not None
+
     @classmethod
     def from_seconds(cls, seconds: float, fps: float = 8.0, **kw) -> GenerationSettings:
         """Clip length in seconds -> the nearest frame count the VAE takes (1 + 4k)."""
@@ -246,15 +252,12 @@ class TextToVideo:
         data already noised to that flow time, and only the rest of the schedule runs (SDEdit;
         benchmarks/noise_commitment.py), without step caching."""
         times = times_from(flow_times(s.steps, s.shift), start_time)
-        caching = (
-            s.cache_threshold is not None or s.cache_guidance_every > 1 or s.cache_interval > 1
-        )
-        if caching and start_time < 1.0:
+        if s.step_caching and start_time < 1.0:
             raise GenerationError(
                 "step caching plans a whole schedule: turn it off to start part-way"
             )
         cache = None
-        if caching:
+        if s.step_caching:
             cache = StepCache(s.cache_threshold, warmup_evaluations(s.evaluations, s.cache_interval),
                               s.cache_guidance_every, s.cache_interval)  # fmt: skip
         device = self.placement.device
