@@ -376,7 +376,7 @@ def plan(
     from kinema.pipeline.wan_i2v import wan_images
 
     width, height = parse_size(size)
-    if not seconds >= 0:
+    if not 0 <= seconds < float("inf"):
         raise UsageError(f"--seconds must be 0 (one frame) or more, got {seconds}")
     if text_tokens < 1 or not gpu_tflops > 0 or not 0 < gpu_utilisation <= 1:
         raise UsageError("--text-tokens must be >= 1, --gpu-tflops > 0, --gpu-utilisation 0..1")
@@ -691,7 +691,7 @@ def world_render(
     from kinema.world.spec import check_render_request
 
     width, height = parse_size(size)
-    if not seconds >= 0:
+    if not 0 <= seconds < float("inf"):
         raise UsageError(f"--seconds must be 0 (one frame) or more, got {seconds}")
     num_frames = round(seconds * fps) + 1
     check_render_request(width, height, num_frames, fps)

@@ -56,8 +56,11 @@ def test_render_unknown_word_is_one_line_and_writes_nothing(tmp_path):
         (["a gray circle"], ["'gray'", "background colour"]),
         (["a red circle", "--size", "4x4"], ["4x4"]),
         (["a red circle", "-o", "missing/clip.mp4"], ["missing"]),
+        (["a red circle", "--seconds", "inf"], ["--seconds", "inf"]),
+        (["a red circle", "--seconds", "1e9"], ["more than half this machine's memory"]),
     ],
-    ids=["size-no-x", "background-colour-object", "tiny-size", "missing-dir"],
+    ids=["size-no-x", "background-colour-object", "tiny-size", "missing-dir", "endless",
+         "over-memory"],
 )  # fmt: skip
 def test_render_bad_input_exits_2(tmp_path, args, needles):
     result = run_kinema("world", "render", *args, cwd=tmp_path)

@@ -62,6 +62,8 @@ def test_cli_generate(tmp_path):
         ([PROMPT, "-o", "x.avi"], ".mp4, .gif or .webm"),
         ([PROMPT, "--shift", "0", "-o", "x.mp4"], "shift must be 0.1..20"),
         ([PROMPT, "--solver", "rk4", "-o", "x.mp4"], "unknown solver 'rk4'"),
+        ([PROMPT, "--seconds", "inf", "-o", "x.mp4"], "seconds must be 0"),
+        ([PROMPT, "--seconds", "1e9", "-o", "x.mp4"], "more than half this machine's memory"),
     ],
 )
 def test_cli_generate_bad_input(tmp_path, args, message):

@@ -9,6 +9,7 @@ patching cannot take is refused with the nearest sizes that work.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from kinema.dit.transformer import DiT
+from kinema.io.frame_budget import frames_over_budget
 from kinema.pipeline.conditioning import FrameConditions, known_frames
 from kinema.pipeline.image_encoder import ClipImageEncoder
 from kinema.pipeline.memory import Placement, cast_dit, module_device, move_to
@@ -75,8 +77,10 @@ class GenerationSettings:
     @classmethod
     def from_seconds(cls, seconds: float, fps: float = 8.0, **kw) -> GenerationSettings:
         """Clip length in seconds -> the nearest frame count the VAE takes (1 + 4k)."""
-        if not seconds >= 0:
+        if not (seconds >= 0 and math.isfinite(seconds)):
             raise GenerationError(f"seconds must be 0 (a still image) or more, got {seconds}")
+        if not (fps > 0 and math.isfinite(fps)):
+            raise GenerationError(f"fps must be positive, got {fps}")
         return cls(num_frames=1 + 4 * round(seconds * fps / 4), fps=fps, **kw)
 
 
@@ -136,6 +140,9 @@ def check_settings(s: GenerationSettings, vae: CausalVAE, dit: DiT) -> None:
         problems.append(f"shift must be 0.1..20, got {s.shift}")
     if not s.fps > 0:
         problems.append(f"fps must be positive, got {s.fps}")
+    too_long = s.fps > 0 and frames_over_budget(s.num_frames, s.width, s.height, s.fps)
+    if too_long:
+        problems.append(too_long)
     if s.motion is not None and not 0 <= s.motion <= 255:
         problems.append(f"motion must be 0..255, got {s.motion}")
     if s.motion is not None and not dit.cfg.micro_conditioning:

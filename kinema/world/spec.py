@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from kinema.io.frame_budget import frames_over_budget
 from kinema.world import vocab
 
 
@@ -98,3 +99,6 @@ def check_render_request(width: int, height: int, num_frames: int, fps: float) -
         raise WorldError(f"num_frames must be a positive integer, got {num_frames}")
     if not fps > 0:
         raise WorldError(f"fps must be positive, got {fps}")
+    too_long = frames_over_budget(num_frames, width, height, fps)
+    if too_long:
+        raise WorldError(too_long)
