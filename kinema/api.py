@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kinema.io.frame_budget import frames_over_budget
 from kinema.models import (
     DEFAULT_MODEL,
     BaseFormat,
@@ -325,10 +326,13 @@ class Pipeline:
         else:
             frames, file_fps = video, 8.0
         fps = fps or file_fps
-        if not seconds > 0:
+        if not 0 < seconds < float("inf"):
             raise GenerationError(f"seconds to add must be more than 0, got {seconds}")
         new = 4 * max(1, round(seconds * fps / 4))
         h, w = frames.shape[1:3]
+        too_long = frames_over_budget(len(frames) + new, w, h, fps)
+        if too_long:
+            raise GenerationError(f"the extended clip's {too_long}")
         width, height = kw.pop("width", None), kw.pop("height", None)
         s = self.settings(seed, None, fps, width or w, height or h, num_frames=1, **kw)
         notes = []

@@ -523,7 +523,7 @@ def extend(
 
     check_prompt(prompt)
     _check_output(output)
-    if not seconds > 0:
+    if not 0 < seconds < float("inf"):
         raise UsageError(f"--seconds must be more than 0, got {seconds}")
     frames, fps, _ = read_video(clip)  # a missing file or not a video: one clear line
     if len(frames) < 2:

@@ -208,6 +208,9 @@ def test_extension_keeps_the_clip_and_adds_frames(pipe, world_clip):
     assert np.array_equal(video.frames[:13], world_clip[:13])  # untouched before the blend
     assert psnr(video.frames[16], world_clip[16]) > 25  # the cross-faded seam stays close
     assert video.metadata["mode"] == "extension"
+    for endless, needle in ((float("inf"), "more than 0"), (1e9, "half this machine's memory")):
+        with pytest.raises(GenerationError, match=needle):
+            pipe.extend(world_clip, PROMPT, seconds=endless, steps=2)
 
 
 def test_micro_conditioning_motion_and_fps_change_the_prediction(micro_model):
