@@ -1025,6 +1025,15 @@ def train_dit(
             "clip's direction, count and layout are decided (on top of --time-shift)",
         ),
     ] = 0.0,
+    count_pairs: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="chance that a sample of two or more objects comes with the same scene less "
+            "one object as a pair (same noise; only the caption says whether it is there)",
+        ),
+    ] = 0.0,
     whiten_text: Annotated[
         bool,
         typer.Option(
@@ -1084,6 +1093,7 @@ def train_dit(
         time_shift=time_shift,
         direction_focus=direction_focus,
         high_noise=high_noise,
+        count_pairs=count_pairs,
     )
     tcfg = TrainConfig(
         str(output), steps=steps, minutes=minutes, lr=lr, warmup=300, seed=seed, save_every=250,

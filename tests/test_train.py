@@ -158,6 +158,47 @@ def test_direction_pairs_are_mirrored_clips_with_the_same_noise_and_time():
     assert pairs >= 4
 
 
+def test_count_pairs_are_one_scene_less_one_object_with_the_same_noise():
+    from kinema.dit.transformer import DiTConfig
+    from kinema.train.distributed import DistInfo
+    from kinema.train.dit_task import DiTTask
+    from kinema.vae.causal_vae import CausalVAE, VAEConfig
+    from kinema.world.pairs import caption_count_pair, without_one
+    from kinema.world.spec import ObjectSpec, Scene
+
+    two = Scene(objects=(ObjectSpec("circle", "red", "small", "still", "slow", (0.3, 0.5)),
+                         ObjectSpec("circle", "red", "small", "still", "slow", (0.7, 0.5))),
+                background="black")  # fmt: skip
+    fewer = without_one(two, 1)
+    assert fewer.objects == two.objects[:1] and without_one(fewer, 0) is None
+    assert caption_count_pair(two, fewer) == (
+        "two small red circles standing still on a black background",
+        "a small red circle standing still on a black background",
+    )
+
+    vae = CausalVAE(VAEConfig(latent_channels=4, channels=(8, 16, 16), temporal_blocks=1))
+    cfg = DiTConfig(
+        in_channels=4, out_channels=4, dim=32, ffn_dim=64, heads=2, layers=1, text_dim=8
+    )
+    task = DiTTask(vae, word_encoder, cfg, batch_size=4, pool_size=40, pair_prob=0.0,
+                   count_pairs=1.0)  # fmt: skip
+    task.caption_dropout = 0.0
+    stream = task.batches(DistInfo(), seed=0)
+    pairs = 0
+    for _ in range(10):
+        batch = next(stream)
+        torch.manual_seed(0)
+        t, noise = task.draw_noise(batch)
+        for j, p in enumerate(batch.partner.tolist()):
+            if p == j:
+                continue
+            pairs += 1
+            assert p == j - 1 and torch.equal(noise[j], noise[p])
+            assert not torch.equal(batch.latents[j], batch.latents[p])  # one object less
+            assert not torch.equal(batch.context[j], batch.context[p])  # and the captions
+    assert pairs >= 4
+
+
 def test_high_noise_share_draws_times_from_the_top_of_the_schedule():
     from kinema.dit.transformer import DiTConfig
     from kinema.train.distributed import DistInfo

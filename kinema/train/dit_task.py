@@ -8,7 +8,9 @@ weights. Some samples reveal latent frames (first, first+last, keyframes, a pref
 the one conditioning mechanism, trained from the start. Some samples come as direction pairs
 (kinema/world/pairs.py): a scene and its mirror image with the same noise and time. With
 direction focus, some batches hold only such pairs of movers with their first frame revealed:
-the task where the caption's direction words alone say where the object goes next.
+the task where the caption's direction words alone say where the object goes next. Count pairs
+are a scene and the same scene with one object taken out, same noise and time, captioned
+canonically (encoded as they are drawn): only the caption says whether the object is there.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from kinema.train.distributed import DistInfo
 from kinema.vae.causal_vae import CausalVAE
 from kinema.world.dataset import Bucket, to_tensor
 from kinema.world.motion import motion_strength
-from kinema.world.pairs import caption_pair, mirrored
+from kinema.world.pairs import caption_count_pair, caption_pair, mirrored, without_one
 from kinema.world.render import render
 from kinema.world.sampler import place, random_scene
 from kinema.world.spec import Scene
@@ -150,6 +152,7 @@ class DiTTask:
         time_shift: float = 1.0,
         direction_focus: float = 0.0,
         high_noise: float = 0.0,
+        count_pairs: float = 0.0,
     ):
         """reuse: optimizer steps per rendered and encoded batch (each with fresh noise and
         times); rendering and VAE encoding cost about as much as a step of the transformer.
@@ -164,7 +167,9 @@ class DiTTask:
         high_noise: share of samples whose time is drawn uniformly from [0.9, 1] instead: a
         clip's direction, count and layout are decided there (benchmarks/noise_commitment.py),
         and a larger time shift that reaches it as often starves the low-noise times that keep
-        frames steady."""
+        frames steady.
+        count_pairs: chance that a sample whose scene has two or more objects comes with the
+        same placed scene less one object as a pair (kinema/world/pairs.py)."""
         self.model = init.train().requires_grad_(True) if init is not None else DiT(cfg)
         self.cfg = self.model.cfg
         self.vae = vae.eval().requires_grad_(False)
@@ -178,6 +183,8 @@ class DiTTask:
         self.time_shift = time_shift
         self.direction_focus = direction_focus
         self.high_noise = high_noise
+        self.count_pairs = count_pairs
+        self.encoder = encoder  # count pairs' captions are encoded as they are drawn
         cache = cache_dir / f"captions_{pool_size}_pairs.pt" if cache_dir is not None else None
         self.pool = CaptionPool(encoder, pool_size, seed=1234, cache=cache)
         self.movers = [i for i, m in enumerate(self.pool.mirror_states) if m is not None]
@@ -206,8 +213,9 @@ class DiTTask:
                 if latent_frames <= 5
                 else max(1, self.batch_size * 5 // latent_frames)
             )
-            # (pool index, mirrored, partner): a pair's second sample takes the first's noise
-            picks: list[tuple[int, bool, int]] = []
+            # (pool index, kind, partner): a pair's second sample ("mirror": the mirror image,
+            # "fewer": one object less) takes the first's noise; "" is a sample of its own
+            picks: list[tuple[int, str, int]] = []
             pair_prob = self.pair_prob if bucket.num_frames > 1 else 0.0  # images show no motion
             if focus:
                 pair_prob = 1.0
@@ -217,15 +225,21 @@ class DiTTask:
                     if focus
                     else int(rng.integers(len(self.pool)))
                 )
-                picks.append((i, False, len(picks)))
+                picks.append((i, "", len(picks)))
                 paired = self.pool.mirror_states[i] is not None and rng.random() < pair_prob
                 if paired and len(picks) < n:
-                    picks.append((i, True, len(picks) - 1))
-            clips, states, motion = [], [], []
-            placed: Scene | None = None  # the last scene placed: a mirror's partner
-            for i, mirror, _ in picks:
-                if mirror:
+                    picks.append((i, "mirror", len(picks) - 1))
+                elif (self.count_pairs and not focus and len(picks) < n
+                        and len(self.pool.scenes[i].objects) > 1
+                        and rng.random() < self.count_pairs):  # fmt: skip
+                    picks.append((i, "fewer", len(picks) - 1))
+            clips, scenes, states, motion = [], [], [], []
+            placed: Scene | None = None  # the last scene placed: a pair's first
+            for i, kind, _ in picks:
+                if kind == "mirror":
                     scene = mirrored(placed, bucket.width, bucket.height)
+                elif kind == "fewer":
+                    scene = without_one(placed, int(rng.integers(len(placed.objects))))
                 else:
                     scene = placed = place(self.pool.scenes[i], rng, bucket.duration,
                                            bucket.width, bucket.height, strict=False)  # fmt: skip
@@ -236,9 +250,16 @@ class DiTTask:
                 )
                 strength = motion_strength(scene, bucket.duration, bucket.width, bucket.height)
                 motion.append(float("nan") if rng.random() < self.motion_dropout else strength)
-                drop = rng.random() < self.caption_dropout
-                text = self.pool.mirror_states[i] if mirror else self.pool.states[i]
-                states.append(self.pool.empty if drop else text)
+                scenes.append(scene)
+                states.append(
+                    self.pool.mirror_states[i] if kind == "mirror" else self.pool.states[i]
+                )
+            for j, (_, kind, first) in enumerate(picks):
+                if kind == "fewer":
+                    pair = caption_count_pair(scenes[first], scenes[j])
+                    states[first], states[j] = CaptionPool._encode(self.encoder, list(pair))
+            states = [self.pool.empty if rng.random() < self.caption_dropout else text
+                      for text in states]  # fmt: skip
             latents = self._encode(torch.stack(clips).to(info.device)).clone()
             context, mask = stack_states(states)
             frames = latents.shape[2]

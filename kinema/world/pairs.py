@@ -1,10 +1,17 @@
-"""Direction pairs: a scene and its mirror image, told apart only by which way things move.
+"""Training pairs told apart only by their captions.
+
+Direction pairs: a scene and its mirror image, told apart only by which way things move.
 
 Trained on with the same noise and flow time, the two clips of a pair can only be told apart by
 the caption's direction words, which is the binding a small text-to-video model picks up last:
 kinema-tiny learned colour and shape while its clips moved the way the seed, not the prompt,
 said. The mirrored caption is drawn with the same random choices, so it is the same sentence
 with each direction word swapped for its opposite at the same synonym.
+
+Count pairs: a scene and the same scene with one object taken out ("two red circles" and "a red
+circle", or "a red circle and a blue square" and "a red circle"), same noise and time: only the
+caption says whether the other object is there, which is what a model that draws spurious
+copies of the asked object has not learned.
 """
 
 from __future__ import annotations
@@ -57,3 +64,19 @@ def caption_pair(scene: Scene, rng: random.Random | None) -> tuple[str, str | No
     mirror_text = caption(mirror, rng)
     rng.setstate(after)
     return text, mirror_text
+
+
+def without_one(scene: Scene, drop: int) -> Scene | None:
+    """The placed scene with its object number `drop` taken out, every other object where it
+    was; None for a scene of one object."""
+    if len(scene.objects) < 2:
+        return None
+    objects = tuple(o for i, o in enumerate(scene.objects) if i != drop % len(scene.objects))
+    return dataclasses.replace(scene, objects=objects)
+
+
+def caption_count_pair(scene: Scene, fewer: Scene) -> tuple[str, str]:
+    """Canonical captions of a count pair: they differ only in the phrase of the object taken
+    out (paraphrases draw each object's synonyms from one stream, so dropping one would change
+    the words of the others too)."""
+    return canonical_caption(scene), canonical_caption(fewer)
