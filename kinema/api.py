@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kinema.io.frame_budget import frames_over_budget
+from kinema.frame_budget import frames_over_budget
 from kinema.models import (
     DEFAULT_MODEL,
     BaseFormat,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from kinema.dit.transformer import DiT
-from kinema.io.frame_budget import frames_over_budget
+from kinema.frame_budget import frames_over_budget
 from kinema.pipeline.conditioning import FrameConditions, known_frames
 from kinema.pipeline.image_encoder import ClipImageEncoder
 from kinema.pipeline.memory import Placement, cast_dit, module_device, move_to

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from kinema.io.frame_budget import frames_over_budget
+from kinema.frame_budget import frames_over_budget
 from kinema.world import vocab
 
 
