@@ -7,6 +7,7 @@ longest one that fits, not found out by the allocator hours in.
 
 from __future__ import annotations
 
+import math
 import os
 
 
@@ -23,9 +24,9 @@ def frames_over_budget(num_frames: int, width: int, height: int, fps: float) -> 
     frame_bytes, budget = width * height * 3, memory_bytes() // 2
     if num_frames * frame_bytes <= budget:
         return None
-    most = (budget // frame_bytes - 1) / fps
+    most = math.floor((budget // frame_bytes - 1) / fps)  # down: the length named must fit
     return (
         f"{num_frames} frames at {width}x{height} need {num_frames * frame_bytes / 2**30:.1f} "
         f"GiB for the frames alone, more than half this machine's memory: ask for at most "
-        f"{most:.0f} s at {fps:g} fps"
+        f"{most} s at {fps:g} fps"
     )

@@ -48,8 +48,11 @@ def test_generate_upsamples_signs_and_verifies(tmp_path, home):
         (["--expand-url", "http://127.0.0.1:9/v1"], ["prompt expansion at http://127.0.0.1:9/v1"]),
         (["--also", "thumbnail,avi"], ["unknown export format(s) avi"]),
         (["--interpolator", "rife"], ["unknown interpolator 'rife'"]),
+        # the 64x64 base clip fits; its 2048x2048 60 fps output (453 GB) does not
+        (["--size", "2048x2048", "--fps", "60", "--seconds", "600"],
+         ["the output's 36001 frames at 2048x2048", "ask for at most"]),
     ],
-)
+)  # fmt: skip
 def test_generate_bad_production_input_is_one_line(tmp_path, home, args, needles):
     (tmp_path / "bad.yaml").write_text("frame_classifiers: [nsfw]\n")
     result = run_kinema("generate", PROMPT, "--steps", "1", "-o", "out.mp4", *args, cwd=tmp_path)

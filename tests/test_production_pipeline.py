@@ -12,6 +12,7 @@ import torch
 import kinema
 from kinema.api import Video
 from kinema.io.video import read_video
+from kinema.pipeline.text_to_video import GenerationError
 from kinema.production import (
     ExportSettings,
     ProductionSettings,
@@ -52,6 +53,20 @@ def test_base_format():
     assert base_format(ProductionSettings(fps=8, width=96, height=64)) == (8, 96, 64)  # native
     with pytest.raises(ValueError, match="fps must be"):
         ProductionSettings(fps=0).check()
+
+
+def test_output_too_large_for_memory_is_refused_before_generating():
+    pipe = WorldPipe()
+    # a 64x64 8 fps base clip of 10 minutes is small; upsampled to 2048x2048 at 60 fps it is not
+    huge = ProductionSettings(fps=60, width=2048, height=2048, seconds=600)
+    with pytest.raises(
+        GenerationError, match=r"the output's 36001 frames .* ask for at most \d+ s"
+    ):
+        produce(pipe, "a green triangle", huge)
+    assert pipe.calls == []
+    for seconds in (float("inf"), float("nan"), -1.0):
+        with pytest.raises(GenerationError, match="seconds must be 0"):
+            ProductionSettings(seconds=seconds).check()
 
 
 def test_produce_and_export_a_24fps_256px_clip(home, tmp_path):

@@ -206,3 +206,13 @@ def test_a_clip_past_the_window_is_refused_by_a_model_that_cannot_chain(tmp_path
     (one_window / "defaults.json").write_text(json.dumps({"max_frames": "17"}))
     with pytest.raises(CheckpointError, match="max_frames must be a whole number"):
         ModelInfo.read(str(one_window))
+
+
+def test_an_output_past_memory_is_a_400_even_where_the_limits_allow_it():
+    # an operator's limits may allow long, large, fast clips; the model's base clip for this one
+    # is small (64x64, 8 fps), the 2048x2048 60 fps output it is upsampled to is 453 GB
+    limits = Limits(max_seconds=600, max_fps=60, max_pixels=2048 * 2048)
+    fields = {"prompt": PROMPT, "seconds": 600, "fps": 60, "size": "2048x2048"}
+    with pytest.raises(ApiError) as refused:
+        job_spec(fields, ModelInfo.read("kinema-tiny"), limits, Defaults())
+    assert refused.value.status == 400 and "the output's 36001 frames" in refused.value.message

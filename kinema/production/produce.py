@@ -25,6 +25,7 @@ import numpy as np
 
 from kinema.api import Pipeline, Video
 from kinema.checkpoint import CheckpointError
+from kinema.frame_budget import frames_over_budget
 from kinema.models import BaseFormat
 from kinema.pipeline.text_to_video import GenerationError, check_prompt
 from kinema.production import watermark as wm
@@ -71,8 +72,14 @@ class ProductionSettings:
     watermark: bool = True
     generation_id: str | None = None  # None: derived from the model, prompt, seed and settings
 
-    def check(self) -> None:
+    def check(self, base: BaseFormat | None = None) -> None:
+        """Every problem with these settings in one GenerationError, before any work; the
+        output's frames are checked against memory at the size and rate asked for, which the
+        base clip's own check (at the model's base format) cannot see. base: the model's base
+        format (None: kinema-tiny's)."""
         problems = []
+        if not (self.seconds >= 0 and math.isfinite(self.seconds)):
+            problems.append(f"seconds must be 0 (a still image) or more, got {self.seconds}")
         if not 0 < self.fps <= MAX_FPS:
             problems.append(f"fps must be more than 0 and at most {MAX_FPS:g}, got {self.fps:g}")
         for name, v in (("width", self.width), ("height", self.height)):
@@ -83,6 +90,12 @@ class ProductionSettings:
                 wm.payload_from_id(self.generation_id)
             except wm.WatermarkError as e:
                 problems.append(str(e))
+        if not problems:
+            too_long = frames_over_budget(
+                output_frames(self, base), self.width, self.height, self.fps
+            )
+            if too_long:
+                problems.append(f"the output's {too_long}")
         if problems:
             raise GenerationError("; ".join(problems))
 
@@ -250,7 +263,7 @@ def produce(
         timings[stage] = round(now - clock, 4)
         clock = now
 
-    settings.check()
+    settings.check(getattr(pipe, "base", None))
     stages = stages or Stages()
     _, frame_checks, clip_checks = stages.resolved()
     prepared = prepared or prepare_prompt(prompt, settings, stages)

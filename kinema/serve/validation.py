@@ -485,7 +485,7 @@ def job_spec(
     # the asked fps and size (kinema/production): check what the model will be asked for
     target = ProductionSettings(fps=fps, width=width, height=height, seconds=seconds)
     try:
-        target.check()
+        target.check(info.base)
     except GenerationError as e:
         raise ApiError(400, str(e), param="size", code="invalid_value") from None
     base_fps, base_width, base_height = production_base(target, info.base)
