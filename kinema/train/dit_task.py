@@ -89,6 +89,11 @@ class CaptionPool:
         self.states = data["states"]
         self.mirror_states = data["mirror_states"]
         self.empty = data["empty"]
+        self.encoder = encoder  # for captions made during training (count pairs')
+
+    def encode(self, texts: list[str]) -> list[torch.Tensor]:
+        """Text states of captions outside the pool, as the pool's are made."""
+        return self._encode(self.encoder, texts)
 
     @staticmethod
     def _encode(encoder, texts: list[str]) -> list[torch.Tensor]:
@@ -184,7 +189,6 @@ class DiTTask:
         self.direction_focus = direction_focus
         self.high_noise = high_noise
         self.count_pairs = count_pairs
-        self.encoder = encoder  # count pairs' captions are encoded as they are drawn
         cache = cache_dir / f"captions_{pool_size}_pairs.pt" if cache_dir is not None else None
         self.pool = CaptionPool(encoder, pool_size, seed=1234, cache=cache)
         self.movers = [i for i, m in enumerate(self.pool.mirror_states) if m is not None]
@@ -254,10 +258,13 @@ class DiTTask:
                 states.append(
                     self.pool.mirror_states[i] if kind == "mirror" else self.pool.states[i]
                 )
-            for j, (_, kind, first) in enumerate(picks):
-                if kind == "fewer":
-                    pair = caption_count_pair(scenes[first], scenes[j])
-                    states[first], states[j] = CaptionPool._encode(self.encoder, list(pair))
+            # count pairs' captions, all of the batch's in one pass of the text encoder
+            fewer = [(first, j) for j, (_, kind, first) in enumerate(picks) if kind == "fewer"]
+            if fewer:
+                texts = [t for a, b in fewer for t in caption_count_pair(scenes[a], scenes[b])]
+                encoded = iter(self.pool.encode(texts))
+                for a, b in fewer:
+                    states[a], states[b] = next(encoded), next(encoded)
             states = [self.pool.empty if rng.random() < self.caption_dropout else text
                       for text in states]  # fmt: skip
             latents = self._encode(torch.stack(clips).to(info.device)).clone()
