@@ -100,6 +100,7 @@ def test_what_a_diffusers_pipeline_cannot_do_is_refused(pipes):
     refusals = [
         (lambda: wan(PROMPT, width=30, height=32), "multiple of 16 (nearest: 16 or 32)"),
         (lambda: wan(PROMPT, num_frames=6), "1 + 4k"),
+        (lambda: wan(PROMPT, seconds=float("inf")), "seconds must be 0 (a still image) or more"),
         (lambda: wan(PROMPT, solver="heun"), "its own scheduler"),
         (lambda: wan(PROMPT, motion=100), "no motion input"),
         (lambda: wan(PROMPT, image=image), "text-to-video"),

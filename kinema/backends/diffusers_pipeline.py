@@ -37,6 +37,7 @@ from kinema.pipeline.text_to_video import (
     GenerationSettings,
     check_prompt,
     sampler_overrides,
+    seconds_problem,
 )
 
 PREFIX = "diffusers:"
@@ -164,8 +165,8 @@ class DiffusersPipeline:
         f, unit = self.format.temporal, self.format.unit
         if num_frames is None:
             seconds = 2.0 if seconds is None else seconds
-            if not seconds >= 0:
-                raise GenerationError(f"seconds must be 0 (a still image) or more, got {seconds}")
+            if (problem := seconds_problem(seconds)) is not None:
+                raise GenerationError(problem)
             num_frames = 1 + f * round(seconds * fps / f)
         problems = []
         for what, v in (("width", width), ("height", height)):

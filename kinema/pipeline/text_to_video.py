@@ -77,11 +77,18 @@ class GenerationSettings:
     @classmethod
     def from_seconds(cls, seconds: float, fps: float = 8.0, **kw) -> GenerationSettings:
         """Clip length in seconds -> the nearest frame count the VAE takes (1 + 4k)."""
-        if not (seconds >= 0 and math.isfinite(seconds)):
-            raise GenerationError(f"seconds must be 0 (a still image) or more, got {seconds}")
+        if (problem := seconds_problem(seconds)) is not None:
+            raise GenerationError(problem)
         if not (fps > 0 and math.isfinite(fps)):
             raise GenerationError(f"fps must be positive, got {fps}")
         return cls(num_frames=1 + 4 * round(seconds * fps / 4), fps=fps, **kw)
+
+
+def seconds_problem(seconds: float) -> str | None:
+    """What is wrong with a clip length in seconds (negative, inf, nan), else None."""
+    if seconds >= 0 and math.isfinite(seconds):
+        return None
+    return f"seconds must be 0 (a still image) or more, got {seconds}"
 
 
 def sampler_overrides(

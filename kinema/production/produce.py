@@ -27,7 +27,7 @@ from kinema.api import Pipeline, Video
 from kinema.checkpoint import CheckpointError
 from kinema.frame_budget import frames_over_budget
 from kinema.models import BaseFormat
-from kinema.pipeline.text_to_video import GenerationError, check_prompt
+from kinema.pipeline.text_to_video import GenerationError, check_prompt, seconds_problem
 from kinema.production import watermark as wm
 from kinema.production.expand import (
     DEFAULT_NEGATIVE_PROMPT,
@@ -78,8 +78,8 @@ class ProductionSettings:
         base clip's own check (at the model's base format) cannot see. base: the model's base
         format (None: kinema-tiny's)."""
         problems = []
-        if not (self.seconds >= 0 and math.isfinite(self.seconds)):
-            problems.append(f"seconds must be 0 (a still image) or more, got {self.seconds}")
+        if (problem := seconds_problem(self.seconds)) is not None:
+            problems.append(problem)
         if not 0 < self.fps <= MAX_FPS:
             problems.append(f"fps must be more than 0 and at most {MAX_FPS:g}, got {self.fps:g}")
         for name, v in (("width", self.width), ("height", self.height)):
