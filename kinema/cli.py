@@ -1034,6 +1034,16 @@ def train_dit(
             "one object as a pair (same noise; only the caption says whether it is there)",
         ),
     ] = 0.0,
+    shape_pairs: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="chance that a sample with a circle or a square comes with the same scene "
+            "with one of them drawn as the other shape (same noise; only the caption's shape "
+            "word tells them apart)",
+        ),
+    ] = 0.0,
     whiten_text: Annotated[
         bool,
         typer.Option(
@@ -1094,6 +1104,7 @@ def train_dit(
         direction_focus=direction_focus,
         high_noise=high_noise,
         count_pairs=count_pairs,
+        shape_pairs=shape_pairs,
     )
     tcfg = TrainConfig(
         str(output), steps=steps, minutes=minutes, lr=lr, warmup=300, seed=seed, save_every=250,

@@ -163,7 +163,7 @@ def test_count_pairs_are_one_scene_less_one_object_with_the_same_noise():
     from kinema.train.distributed import DistInfo
     from kinema.train.dit_task import DiTTask
     from kinema.vae.causal_vae import CausalVAE, VAEConfig
-    from kinema.world.pairs import caption_count_pair, without_one
+    from kinema.world.pairs import canonical_captions, without_one
     from kinema.world.spec import ObjectSpec, Scene
 
     two = Scene(objects=(ObjectSpec("circle", "red", "small", "still", "slow", (0.3, 0.5)),
@@ -171,7 +171,7 @@ def test_count_pairs_are_one_scene_less_one_object_with_the_same_noise():
                 background="black")  # fmt: skip
     fewer = without_one(two, 1)
     assert fewer.objects == two.objects[:1] and without_one(fewer, 0) is None
-    assert caption_count_pair(two, fewer) == (
+    assert canonical_captions(two, fewer) == (
         "two small red circles standing still on a black background",
         "a small red circle standing still on a black background",
     )
@@ -196,6 +196,52 @@ def test_count_pairs_are_one_scene_less_one_object_with_the_same_noise():
             assert p == j - 1 and torch.equal(noise[j], noise[p])
             assert not torch.equal(batch.latents[j], batch.latents[p])  # one object less
             assert not torch.equal(batch.context[j], batch.context[p])  # and the captions
+    assert pairs >= 4
+
+
+def test_shape_pairs_swap_one_circle_or_square_with_the_same_noise():
+    from kinema.dit.transformer import DiTConfig
+    from kinema.train.distributed import DistInfo
+    from kinema.train.dit_task import DiTTask
+    from kinema.vae.causal_vae import CausalVAE, VAEConfig
+    from kinema.world.pairs import canonical_captions, reshaped
+    from kinema.world.spec import ObjectSpec, Scene
+
+    scene = Scene(objects=(ObjectSpec("triangle", "red", "small", "still", "slow", (0.3, 0.5)),
+                           ObjectSpec("circle", "blue", "small", "left", "slow", (0.7, 0.5))),
+                  background="black")  # fmt: skip
+    other = reshaped(scene, 0)  # the only swappable object, whatever the pick
+    assert other == reshaped(scene, 5)
+    assert other.objects[0] == scene.objects[0]
+    assert other.objects[1].shape == "square" and other.objects[1].start == (0.7, 0.5)
+    assert reshaped(other, 0).objects == scene.objects  # and back
+    assert reshaped(Scene(objects=scene.objects[:1], background="black"), 0) is None
+    first, second = canonical_captions(scene, other)
+    assert "blue circle" in first and "blue square" in second
+    assert first.replace("circle", "square") == second
+
+    vae = CausalVAE(VAEConfig(latent_channels=4, channels=(8, 16, 16), temporal_blocks=1))
+    cfg = DiTConfig(
+        in_channels=4, out_channels=4, dim=32, ffn_dim=64, heads=2, layers=1, text_dim=8
+    )
+    task = DiTTask(vae, word_encoder, cfg, batch_size=4, pool_size=40, pair_prob=0.0,
+                   shape_pairs=1.0)  # fmt: skip
+    task.caption_dropout = 0.0
+    stream = task.batches(DistInfo(), seed=0)
+    pairs = 0
+    for _ in range(10):
+        batch = next(stream)
+        torch.manual_seed(0)
+        t, noise = task.draw_noise(batch)
+        for j, p in enumerate(batch.partner.tolist()):
+            if p == j:
+                continue
+            pairs += 1
+            assert p == j - 1 and torch.equal(noise[j], noise[p])
+            generated = ~batch.known[j] & ~batch.known[p]  # revealed frames keep their own time
+            assert torch.equal(t[j][generated], t[p][generated])
+            assert not torch.equal(batch.latents[j], batch.latents[p])  # another shape
+            assert not torch.equal(batch.context[j], batch.context[p])  # and another caption
     assert pairs >= 4
 
 

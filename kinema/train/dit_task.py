@@ -31,7 +31,13 @@ from kinema.train.distributed import DistInfo
 from kinema.vae.causal_vae import CausalVAE
 from kinema.world.dataset import Bucket, to_tensor
 from kinema.world.motion import motion_strength
-from kinema.world.pairs import caption_count_pair, caption_pair, mirrored, without_one
+from kinema.world.pairs import (
+    canonical_captions,
+    caption_pair,
+    mirrored,
+    reshaped,
+    without_one,
+)
 from kinema.world.render import render
 from kinema.world.sampler import place, random_scene
 from kinema.world.spec import Scene
@@ -158,6 +164,7 @@ class DiTTask:
         direction_focus: float = 0.0,
         high_noise: float = 0.0,
         count_pairs: float = 0.0,
+        shape_pairs: float = 0.0,
     ):
         """reuse: optimizer steps per rendered and encoded batch (each with fresh noise and
         times); rendering and VAE encoding cost about as much as a step of the transformer.
@@ -174,7 +181,9 @@ class DiTTask:
         and a larger time shift that reaches it as often starves the low-noise times that keep
         frames steady.
         count_pairs: chance that a sample whose scene has two or more objects comes with the
-        same placed scene less one object as a pair (kinema/world/pairs.py)."""
+        same placed scene less one object as a pair (kinema/world/pairs.py).
+        shape_pairs: chance that a sample with a circle or a square (and not paired otherwise)
+        comes with the same placed scene with one of them drawn as the other shape."""
         self.model = init.train().requires_grad_(True) if init is not None else DiT(cfg)
         self.cfg = self.model.cfg
         self.vae = vae.eval().requires_grad_(False)
@@ -189,6 +198,7 @@ class DiTTask:
         self.direction_focus = direction_focus
         self.high_noise = high_noise
         self.count_pairs = count_pairs
+        self.shape_pairs = shape_pairs
         cache = cache_dir / f"captions_{pool_size}_pairs.pt" if cache_dir is not None else None
         self.pool = CaptionPool(encoder, pool_size, seed=1234, cache=cache)
         self.movers = [i for i, m in enumerate(self.pool.mirror_states) if m is not None]
@@ -218,7 +228,8 @@ class DiTTask:
                 else max(1, self.batch_size * 5 // latent_frames)
             )
             # (pool index, kind, partner): a pair's second sample ("mirror": the mirror image,
-            # "fewer": one object less) takes the first's noise; "" is a sample of its own
+            # "fewer": one object less, "reshaped": a circle drawn as a square or the other way)
+            # takes the first's noise; "" is a sample of its own
             picks: list[tuple[int, str, int]] = []
             pair_prob = self.pair_prob if bucket.num_frames > 1 else 0.0  # images show no motion
             if focus:
@@ -237,6 +248,11 @@ class DiTTask:
                         and len(self.pool.scenes[i].objects) > 1
                         and rng.random() < self.count_pairs):  # fmt: skip
                     picks.append((i, "fewer", len(picks) - 1))
+                elif (self.shape_pairs and not focus and len(picks) < n
+                        and rng.random() < self.shape_pairs
+                        and any(o.shape in ("circle", "square")
+                                for o in self.pool.scenes[i].objects)):  # fmt: skip
+                    picks.append((i, "reshaped", len(picks) - 1))
             clips, scenes, states, motion = [], [], [], []
             placed: Scene | None = None  # the last scene placed: a pair's first
             for i, kind, _ in picks:
@@ -244,6 +260,8 @@ class DiTTask:
                     scene = mirrored(placed, bucket.width, bucket.height)
                 elif kind == "fewer":
                     scene = without_one(placed, int(rng.integers(len(placed.objects))))
+                elif kind == "reshaped":
+                    scene = reshaped(placed, int(rng.integers(len(placed.objects))))
                 else:
                     scene = placed = place(self.pool.scenes[i], rng, bucket.duration,
                                            bucket.width, bucket.height, strict=False)  # fmt: skip
@@ -258,12 +276,13 @@ class DiTTask:
                 states.append(
                     self.pool.mirror_states[i] if kind == "mirror" else self.pool.states[i]
                 )
-            # count pairs' captions, all of the batch's in one pass of the text encoder
-            fewer = [(first, j) for j, (_, kind, first) in enumerate(picks) if kind == "fewer"]
-            if fewer:
-                texts = [t for a, b in fewer for t in caption_count_pair(scenes[a], scenes[b])]
+            # count and shape pairs' captions, all of the batch's in one text encoder pass
+            told = [(first, j) for j, (_, kind, first) in enumerate(picks)
+                    if kind in ("fewer", "reshaped")]  # fmt: skip
+            if told:
+                texts = [t for a, b in told for t in canonical_captions(scenes[a], scenes[b])]
                 encoded = iter(self.pool.encode(texts))
-                for a, b in fewer:
+                for a, b in told:
                     states[a], states[b] = next(encoded), next(encoded)
             states = [self.pool.empty if rng.random() < self.caption_dropout else text
                       for text in states]  # fmt: skip
