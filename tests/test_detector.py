@@ -44,6 +44,16 @@ def test_reads_every_attribute_of_a_known_scene():
     assert (cyan.shape, cyan.size, cyan.motion) == ("square", "small", "still")
 
 
+def test_box_fill_is_one_for_squares_and_pi_over_four_for_circles():
+    import math
+
+    for shape, expected in (("square", 1.0), ("circle", math.pi / 4)):
+        scene = Scene((ObjectSpec(shape, "red", "large", "still", "slow", (0.5, 0.5)),), "black")
+        (track,) = detect(render(scene, 64, 64, 5, 8.0), 8.0).tracks
+        fills = [b.fill for b in track.blobs]
+        assert fills == pytest.approx([expected] * len(fills), abs=0.03), shape
+
+
 def test_bounce_fits_a_parabola_and_a_line_does_not():
     bouncing = place(parse_caption("a blue circle bouncing"), np.random.default_rng(0))
     track = detect(render(bouncing, 64, 64, 17, 8.0), 8.0).tracks[0]

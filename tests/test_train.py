@@ -158,11 +158,40 @@ def test_direction_pairs_are_mirrored_clips_with_the_same_noise_and_time():
     assert pairs >= 4
 
 
-def test_count_pairs_are_one_scene_less_one_object_with_the_same_noise():
+def _caption_pairs_in_batches(**pairs) -> int:
+    """Draw 10 batches of a tiny DiTTask with these pair options; check that each pair's second
+    sample shares its partner's noise (and time, on the frames both generate) but not its clip or
+    caption; return how many pairs there were."""
     from kinema.dit.transformer import DiTConfig
     from kinema.train.distributed import DistInfo
     from kinema.train.dit_task import DiTTask
     from kinema.vae.causal_vae import CausalVAE, VAEConfig
+
+    vae = CausalVAE(VAEConfig(latent_channels=4, channels=(8, 16, 16), temporal_blocks=1))
+    cfg = DiTConfig(
+        in_channels=4, out_channels=4, dim=32, ffn_dim=64, heads=2, layers=1, text_dim=8
+    )
+    task = DiTTask(vae, word_encoder, cfg, batch_size=4, pool_size=40, pair_prob=0.0, **pairs)
+    task.caption_dropout = 0.0
+    stream = task.batches(DistInfo(), seed=0)
+    count = 0
+    for _ in range(10):
+        batch = next(stream)
+        torch.manual_seed(0)
+        t, noise = task.draw_noise(batch)
+        for j, p in enumerate(batch.partner.tolist()):
+            if p == j:
+                continue
+            count += 1
+            assert p == j - 1 and torch.equal(noise[j], noise[p])
+            generated = ~batch.known[j] & ~batch.known[p]  # revealed frames keep their own time
+            assert torch.equal(t[j][generated], t[p][generated])
+            assert not torch.equal(batch.latents[j], batch.latents[p])  # another scene
+            assert not torch.equal(batch.context[j], batch.context[p])  # and another caption
+    return count
+
+
+def test_count_pairs_are_one_scene_less_one_object_with_the_same_noise():
     from kinema.world.pairs import canonical_captions, without_one
     from kinema.world.spec import ObjectSpec, Scene
 
@@ -176,34 +205,10 @@ def test_count_pairs_are_one_scene_less_one_object_with_the_same_noise():
         "a small red circle standing still on a black background",
     )
 
-    vae = CausalVAE(VAEConfig(latent_channels=4, channels=(8, 16, 16), temporal_blocks=1))
-    cfg = DiTConfig(
-        in_channels=4, out_channels=4, dim=32, ffn_dim=64, heads=2, layers=1, text_dim=8
-    )
-    task = DiTTask(vae, word_encoder, cfg, batch_size=4, pool_size=40, pair_prob=0.0,
-                   count_pairs=1.0)  # fmt: skip
-    task.caption_dropout = 0.0
-    stream = task.batches(DistInfo(), seed=0)
-    pairs = 0
-    for _ in range(10):
-        batch = next(stream)
-        torch.manual_seed(0)
-        t, noise = task.draw_noise(batch)
-        for j, p in enumerate(batch.partner.tolist()):
-            if p == j:
-                continue
-            pairs += 1
-            assert p == j - 1 and torch.equal(noise[j], noise[p])
-            assert not torch.equal(batch.latents[j], batch.latents[p])  # one object less
-            assert not torch.equal(batch.context[j], batch.context[p])  # and the captions
-    assert pairs >= 4
+    assert _caption_pairs_in_batches(count_pairs=1.0) >= 4
 
 
 def test_shape_pairs_swap_one_circle_or_square_with_the_same_noise():
-    from kinema.dit.transformer import DiTConfig
-    from kinema.train.distributed import DistInfo
-    from kinema.train.dit_task import DiTTask
-    from kinema.vae.causal_vae import CausalVAE, VAEConfig
     from kinema.world.pairs import canonical_captions, reshaped
     from kinema.world.spec import ObjectSpec, Scene
 
@@ -220,29 +225,7 @@ def test_shape_pairs_swap_one_circle_or_square_with_the_same_noise():
     assert "blue circle" in first and "blue square" in second
     assert first.replace("circle", "square") == second
 
-    vae = CausalVAE(VAEConfig(latent_channels=4, channels=(8, 16, 16), temporal_blocks=1))
-    cfg = DiTConfig(
-        in_channels=4, out_channels=4, dim=32, ffn_dim=64, heads=2, layers=1, text_dim=8
-    )
-    task = DiTTask(vae, word_encoder, cfg, batch_size=4, pool_size=40, pair_prob=0.0,
-                   shape_pairs=1.0)  # fmt: skip
-    task.caption_dropout = 0.0
-    stream = task.batches(DistInfo(), seed=0)
-    pairs = 0
-    for _ in range(10):
-        batch = next(stream)
-        torch.manual_seed(0)
-        t, noise = task.draw_noise(batch)
-        for j, p in enumerate(batch.partner.tolist()):
-            if p == j:
-                continue
-            pairs += 1
-            assert p == j - 1 and torch.equal(noise[j], noise[p])
-            generated = ~batch.known[j] & ~batch.known[p]  # revealed frames keep their own time
-            assert torch.equal(t[j][generated], t[p][generated])
-            assert not torch.equal(batch.latents[j], batch.latents[p])  # another shape
-            assert not torch.equal(batch.context[j], batch.context[p])  # and another caption
-    assert pairs >= 4
+    assert _caption_pairs_in_batches(shape_pairs=1.0) >= 4
 
 
 def test_high_noise_share_draws_times_from_the_top_of_the_schedule():

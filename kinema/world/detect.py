@@ -45,6 +45,7 @@ class Blob:
     radius: float
     truncated: bool  # cut by the frame edge, the pillar or another object: shape/size unsure
     area_px: float = 0.0  # covered pixels: below ~40 the shape is hard to tell
+    fill: float = 0.0  # share of its bounding box covered: square 1.0, circle 0.785
 
     @property
     def tiny(self) -> bool:
@@ -107,16 +108,22 @@ def _pillar_columns(pillar: np.ndarray) -> np.ndarray:
     return pillar.mean(0) > 0.6
 
 
-def _shape_from_coverage(alpha: np.ndarray) -> str:
-    """Circle, square or triangle from how a blob fills its bounding box.
+def box_fill(alpha: np.ndarray) -> float:
+    """Share of its bounding box a blob covers.
 
     alpha (h, w) is the blob's coverage in [0, 1] (anti-aliased edges included), so the box's
     sides and the area are measured with sub-pixel accuracy: a square fills 1.0 of its box, a
-    circle pi/4 = 0.785, an upward triangle 0.5 (and holds its mass low in the box).
+    circle pi/4 = 0.785, an upward triangle 0.5.
     """
     width = alpha.max(0).sum()
     height = alpha.max(1).sum()
-    fill = alpha.sum() / max(width * height, 1e-6)
+    return float(alpha.sum() / max(width * height, 1e-6))
+
+
+def _shape_from_coverage(alpha: np.ndarray) -> str:
+    """Circle, square or triangle from how a blob fills its bounding box (box_fill), and for
+    a triangle, which holds its mass low in the box, where its mass sits."""
+    fill = box_fill(alpha)
     rows = alpha.sum(1)
     centre = (rows * (np.arange(len(rows)) + 0.5)).sum() / max(rows.sum(), 1e-6) / len(rows)
     if fill > 0.9:
@@ -193,7 +200,7 @@ def frame_blobs(frame: np.ndarray, frame_index: int = 0) -> tuple[list[Blob], bo
         radius = math.sqrt(area / math.pi) / short
         blobs.append(
             Blob(frame_index, PALETTE_NAMES[c], _shape_from_coverage(alpha),
-                 cx / width, cy / height, radius, truncated, area)
+                 cx / width, cy / height, radius, truncated, area, box_fill(alpha))
         )  # fmt: skip
     not_background = (index >= 0) | pillar | np.broadcast_to(columns, pillar.shape)
     return blobs, bool(columns.any()), not_background
