@@ -66,7 +66,7 @@ def main() -> None:
     bench = BenchSettings()
     prompts = []
     for p in load_suite():
-        objects = p.scene().objects
+        objects = p.scene.objects
         colours = [o.color for o in objects]
         asked = {o.color: o.shape for o in objects if o.shape in ASKED}
         # one object per colour, so the colour names the object
