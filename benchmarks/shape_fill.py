@@ -133,9 +133,11 @@ def plot(fills, path: Path) -> None:
         ax.axvline(np.pi / 4, color="tab:blue", ls=":", lw=1)
         ax.axvline(SQUARE_ABOVE, color="k", ls="--", lw=1)
         ax.set_title(source)
-        ax.set_xlabel("box fill (circle 0.785, square 1.0; read as square above 0.9)")
+        ax.set_xlabel("box fill")
     np.atleast_1d(axes)[0].set_ylabel("share of blobs")
     np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.suptitle("box fill of whole blobs: a circle fills 0.785 (dotted), a square 1.0; "
+                 "read as a square above 0.9 (dashed)", fontsize=10)  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
