@@ -32,10 +32,9 @@ from kinema.api import load
 from kinema.eval.generators import groundtruth
 from kinema.eval.shapesbench import BenchSettings, load_suite
 from kinema.pipeline.conditioning import encode_frames
-from kinema.world.detect import detect
+from kinema.world.detect import SQUARE_FILL, detect
 
 ASKED = ("circle", "square")
-SQUARE_ABOVE = 0.9  # the detector's line between circle and square
 
 
 def blob_fills(frames: np.ndarray, asked: dict[str, str]) -> list[tuple[str, float, str]]:
@@ -131,13 +130,13 @@ def plot(fills, path: Path) -> None:
                 ax.hist(values, bins=bins, weights=weights, alpha=0.6, color=colour,
                         label=f"asked {shape}")  # fmt: skip
         ax.axvline(np.pi / 4, color="tab:blue", ls=":", lw=1)
-        ax.axvline(SQUARE_ABOVE, color="k", ls="--", lw=1)
+        ax.axvline(SQUARE_FILL, color="k", ls="--", lw=1)
         ax.set_title(source)
         ax.set_xlabel("box fill")
     np.atleast_1d(axes)[0].set_ylabel("share of blobs")
     np.atleast_1d(axes)[0].legend(fontsize=8)
     fig.suptitle("box fill of whole blobs: a circle fills 0.785 (dotted), a square 1.0; "
-                 "read as a square above 0.9 (dashed)", fontsize=10)  # fmt: skip
+                 f"read as a square above {SQUARE_FILL:g} (dashed)", fontsize=10)  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -32,6 +32,7 @@ from kinema.vae.causal_vae import CausalVAE
 from kinema.world.dataset import Bucket, to_tensor
 from kinema.world.motion import motion_strength
 from kinema.world.pairs import (
+    SWAPPED_SHAPE,
     canonical_captions,
     caption_pair,
     mirrored,
@@ -250,7 +251,7 @@ class DiTTask:
                     picks.append((i, "fewer", len(picks) - 1))
                 elif (self.shape_pairs and not focus and len(picks) < n
                         and rng.random() < self.shape_pairs
-                        and any(o.shape in ("circle", "square")
+                        and any(o.shape in SWAPPED_SHAPE
                                 for o in self.pool.scenes[i].objects)):  # fmt: skip
                     picks.append((i, "reshaped", len(picks) - 1))
             clips, scenes, states, motion = [], [], [], []

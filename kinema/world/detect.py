@@ -108,6 +108,9 @@ def _pillar_columns(pillar: np.ndarray) -> np.ndarray:
     return pillar.mean(0) > 0.6
 
 
+SQUARE_FILL = 0.9  # a blob that fills more of its box than this reads as a square
+
+
 def box_fill(alpha: np.ndarray) -> float:
     """Share of its bounding box a blob covers.
 
@@ -120,13 +123,12 @@ def box_fill(alpha: np.ndarray) -> float:
     return float(alpha.sum() / max(width * height, 1e-6))
 
 
-def _shape_from_coverage(alpha: np.ndarray) -> str:
-    """Circle, square or triangle from how a blob fills its bounding box (box_fill), and for
-    a triangle, which holds its mass low in the box, where its mass sits."""
-    fill = box_fill(alpha)
+def _shape_from_coverage(alpha: np.ndarray, fill: float) -> str:
+    """Circle, square or triangle from how a blob fills its bounding box (fill: box_fill of
+    alpha), and for a triangle, which holds its mass low in the box, where its mass sits."""
     rows = alpha.sum(1)
     centre = (rows * (np.arange(len(rows)) + 0.5)).sum() / max(rows.sum(), 1e-6) / len(rows)
-    if fill > 0.9:
+    if fill > SQUARE_FILL:
         return "square"
     if fill < 0.64 or (fill < 0.72 and centre > 0.56):
         return "triangle"
@@ -198,9 +200,10 @@ def frame_blobs(frame: np.ndarray, frame_index: int = 0) -> tuple[list[Blob], bo
         cx = x0 + float((alpha * (gx + 0.5)).sum()) / area
         cy = y0 + float((alpha * (gy + 0.5)).sum()) / area
         radius = math.sqrt(area / math.pi) / short
+        fill = box_fill(alpha)
         blobs.append(
-            Blob(frame_index, PALETTE_NAMES[c], _shape_from_coverage(alpha),
-                 cx / width, cy / height, radius, truncated, area, box_fill(alpha))
+            Blob(frame_index, PALETTE_NAMES[c], _shape_from_coverage(alpha, fill),
+                 cx / width, cy / height, radius, truncated, area, fill)
         )  # fmt: skip
     not_background = (index >= 0) | pillar | np.broadcast_to(columns, pillar.shape)
     return blobs, bool(columns.any()), not_background

@@ -80,11 +80,11 @@ def without_one(scene: Scene, drop: int) -> Scene | None:
     return dataclasses.replace(scene, objects=objects)
 
 
-def canonical_captions(scene: Scene, fewer: Scene) -> tuple[str, str]:
+def canonical_captions(scene: Scene, other: Scene) -> tuple[str, str]:
     """Canonical captions of a count pair (or a shape pair): they differ only in the phrase of
     the object taken out or reshaped (paraphrases draw each object's synonyms from one stream,
     so changing one would change the words of the others too)."""
-    return canonical_caption(scene), canonical_caption(fewer)
+    return canonical_caption(scene), canonical_caption(other)
 
 
 # circle and square have equal areas (kinema/world/motion.py SHAPE_EXTENTS): only corners differ
