@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import zlib
 
 import torch
 
@@ -95,9 +96,11 @@ def test_dit_training_goes_on_from_given_weights(tmp_path):
 
 
 def word_encoder(texts: list[str]):
-    """A stand-in text encoder for data tests: one 8-d state per word, fixed by the word."""
+    """A stand-in text encoder for data tests: one 8-d state per word, fixed by the word (a
+    stable checksum: Python's str hash changes per process, and modulo a small number two words
+    of a pair, "circle" and "square", could share a state in some runs)."""
     rows = [
-        [torch.tensor([hash(w) % 97 / 97.0] * 8) for w in t.split()] or [torch.zeros(8)]
+        [torch.tensor([zlib.crc32(w.encode()) / 2**32] * 8) for w in t.split()] or [torch.zeros(8)]
         for t in texts
     ]
     length = max(len(r) for r in rows)
