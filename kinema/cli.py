@@ -1044,6 +1044,15 @@ def train_dit(
             "word tells them apart)",
         ),
     ] = 0.0,
+    pair_focus: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="extra loss weight (on top of 1) where a pair's two clean latents differ, "
+            "largest difference in a frame gets all of it: a square's corners or a count pair's "
+            "missing object are a few latent pixels of a plain MSE",
+        ),
+    ] = 0.0,
     whiten_text: Annotated[
         bool,
         typer.Option(
@@ -1105,6 +1114,7 @@ def train_dit(
         high_noise=high_noise,
         count_pairs=count_pairs,
         shape_pairs=shape_pairs,
+        pair_focus=pair_focus,
     )
     tcfg = TrainConfig(
         str(output), steps=steps, minutes=minutes, lr=lr, warmup=300, seed=seed, save_every=250,

@@ -280,3 +280,40 @@ def test_direction_focus_batches_are_revealed_mirrored_movers():
         for j in range(1, len(batch.partner), 2):
             assert not torch.equal(batch.latents[j], batch.latents[j - 1])
     assert videos >= 3
+
+
+def test_pair_focus_weights_where_a_pair_differs_for_both_samples():
+    from kinema.train.dit_task import pair_weights
+
+    latents = torch.zeros(3, 2, 1, 4, 4)
+    latents[1, :, 0, 1, 2] = 1.0  # the pair (0, 1) differs at one latent pixel
+    latents[2] = torch.randn(2, 1, 4, 4)  # sample 2 has no partner
+    w = pair_weights(latents, torch.tensor([0, 0, 2]), focus=8.0)
+    assert w.shape == (3, 1, 1, 4, 4)
+    for j in (0, 1):  # both of the pair: 9 at the difference, 1 elsewhere
+        assert w[j, 0, 0, 1, 2] == 9.0
+        assert (w[j] == 1).sum() == 15
+    assert torch.all(w[2] == 1)
+    # a difference below the floor is not scaled up to the whole focus
+    tiny = latents.clone()
+    tiny[1, :, 0, 1, 2] = 0.01
+    assert pair_weights(tiny, torch.tensor([0, 0, 2]), 8.0, floor=0.1)[1].max() < 2
+
+
+def test_pair_focus_loss_logs_the_plain_mse_beside_the_weighted_loss():
+    from kinema.dit.transformer import DiTConfig
+    from kinema.train.distributed import DistInfo
+    from kinema.train.dit_task import DiTTask
+    from kinema.vae.causal_vae import CausalVAE, VAEConfig
+
+    vae = CausalVAE(VAEConfig(latent_channels=4, channels=(8, 16, 16), temporal_blocks=1))
+    cfg = DiTConfig(
+        in_channels=4, out_channels=4, dim=32, ffn_dim=64, heads=2, layers=1, text_dim=8
+    )
+    task = DiTTask(vae, word_encoder, cfg, batch_size=4, pool_size=40, count_pairs=1.0,
+                   pair_focus=8.0)  # fmt: skip
+    stream = task.batches(DistInfo(), seed=0)
+    batch = next(b for b in stream if (b.partner != torch.arange(len(b.partner))).any())
+    torch.manual_seed(0)
+    loss, stats = task.loss(task.model, batch)
+    assert stats["loss"] > stats["loss_mse"] > 0  # the focus only adds weight

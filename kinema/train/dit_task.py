@@ -143,6 +143,21 @@ def reveal_mask(frames: int, rng: np.random.Generator, mode: str | None = None) 
     return known
 
 
+def pair_weights(latents: torch.Tensor, partner: torch.Tensor, focus: float,
+                 floor: float = 0.1) -> torch.Tensor:  # fmt: skip
+    """(B, 1, F, H, W) loss weights: 1 + focus * where each pair's two clean latents differ,
+    scaled per frame so that the largest difference gets the whole focus; both samples of a pair
+    get the same map, samples without a partner get 1. floor: differences below this (latents are
+    normalised to about unit scale) never count as a whole difference, so a frame where the pair
+    is all but identical is not weighted by its noise."""
+    b = latents.shape[0]
+    second = partner != torch.arange(b, device=partner.device)
+    diff = (latents - latents[partner]).abs().mean(dim=1, keepdim=True)  # 0 where unpaired
+    diff[partner[second]] = diff[second]  # the pair's first sample gets its second's map
+    scale = diff.amax(dim=(3, 4), keepdim=True).clamp(min=floor)
+    return 1 + focus * diff / scale
+
+
 class DiTTask:
     name = "dit"
 
@@ -166,6 +181,7 @@ class DiTTask:
         high_noise: float = 0.0,
         count_pairs: float = 0.0,
         shape_pairs: float = 0.0,
+        pair_focus: float = 0.0,
     ):
         """reuse: optimizer steps per rendered and encoded batch (each with fresh noise and
         times); rendering and VAE encoding cost about as much as a step of the transformer.
@@ -184,7 +200,11 @@ class DiTTask:
         count_pairs: chance that a sample whose scene has two or more objects comes with the
         same placed scene less one object as a pair (kinema/world/pairs.py).
         shape_pairs: chance that a sample with a circle or a square (and not paired otherwise)
-        comes with the same placed scene with one of them drawn as the other shape."""
+        comes with the same placed scene with one of them drawn as the other shape.
+        pair_focus: extra loss weight, up to this much on top of 1, where a pair's two clean
+        latents differ (pair_weights): a square's corners or the one object a count pair lacks
+        are a few latent pixels, a tiny share of a plain MSE, yet they are all the caption's
+        word changes."""
         self.model = init.train().requires_grad_(True) if init is not None else DiT(cfg)
         self.cfg = self.model.cfg
         self.vae = vae.eval().requires_grad_(False)
@@ -200,6 +220,7 @@ class DiTTask:
         self.high_noise = high_noise
         self.count_pairs = count_pairs
         self.shape_pairs = shape_pairs
+        self.pair_focus = pair_focus
         cache = cache_dir / f"captions_{pool_size}_pairs.pt" if cache_dir is not None else None
         self.pool = CaptionPool(encoder, pool_size, seed=1234, cache=cache)
         self.movers = [i for i, m in enumerate(self.pool.mirror_states) if m is not None]
@@ -344,10 +365,17 @@ class DiTTask:
         out = model(xt, t, batch.context, batch.mask, batch.motion if micro else None,
                     batch.fps if micro else None)  # fmt: skip
         target = noise - x0 if self.cfg.prediction == "v" else x0
-        per_frame = F.mse_loss(out, target, reduction="none").mean(dim=(1, 3, 4))  # (B, F)
+        err = F.mse_loss(out, target, reduction="none")  # (B, C, F, H, W)
         weight = (~batch.known).float()
+        stats = {}
+        if self.pair_focus > 0:
+            # the plain MSE too, so runs with and without the focus compare on one scale
+            plain = (err.mean(dim=(1, 3, 4)) * weight).sum() / weight.sum().clamp(min=1)
+            stats["loss_mse"] = plain.item()
+            err = err * pair_weights(x0, batch.partner, self.pair_focus)
+        per_frame = err.mean(dim=(1, 3, 4))  # (B, F)
         loss = (per_frame * weight).sum() / weight.sum().clamp(min=1)
-        return loss, {"loss": loss.item()}
+        return loss, {"loss": loss.item(), **stats}
 
     def export(self, model: DiT, out_dir: Path) -> Path:
         return save_weights(out_dir / "dit.safetensors", model, "kinema-dit", model.cfg)
