@@ -27,9 +27,9 @@ from rich.table import Table
 
 import kinema
 from kinema.eval.compare import compare_runs
-from kinema.eval.shapesbench import score_clip
+from kinema.eval.shapesbench import clip_identity_breaks, score_clip
 from kinema.eval.video_metrics import motion_magnitude
-from kinema.pipeline.long_clip import ChainSettings, seam_flicker
+from kinema.pipeline.long_clip import SEAM_BAND, ChainSettings, seam_flicker
 from kinema.world import vocab
 from kinema.world.captions import canonical_caption
 from kinema.world.render import render
@@ -146,10 +146,13 @@ def long_clips(pipe, args, report: dict, console: Console, micro: bool) -> None:
             took = time.perf_counter() - start
             at, inside = seam_flicker(video.frames, video.metadata["window_starts"])
             scores = score_clip(video.frames, prompt, 8.0)
+            breaks = clip_identity_breaks(video.frames, prompt, 8.0)
             long_rows.append({"variant": name, "prompt": prompt, "seconds": took,
                               "identity": scores["identity"], "color": scores["color"],
                               "seam_flicker": at, "inside_flicker": inside,
-                              "motion": motion_magnitude(video.frames)})  # fmt: skip
+                              "motion": motion_magnitude(video.frames),
+                              **where_identity_breaks(breaks, video.metadata["window_starts"],
+                                                      n_frames)})  # fmt: skip
     truth = [
         (p, render(place(s, np.random.default_rng(0), args.seconds, 64, 64, strict=False),
                    64, 64, n_frames, 8.0))
@@ -178,12 +181,49 @@ def long_clips(pipe, args, report: dict, console: Console, micro: bool) -> None:
                   f"{m['inside_flicker']:.2f}", f"{m['ratio']:.2f}", f"{m['motion']:.4f}",
                   f"{m['seconds']:.1f}")  # fmt: skip
     console.print(t)
+    t = Table(title="long clips: where identity breaks (share of transitions broken, and why)")
+    for c in ("variant", "in seam bands", "inside windows", "reasons"):
+        t.add_column(c, justify="right")
+    for name, _ in variants:
+        rs = [r for r in long_rows if r["variant"] == name]
+        reasons: dict[str, int] = {}
+        for r in rs:
+            for why, n in r["break_reasons"].items():
+                reasons[why] = reasons.get(why, 0) + n
+        seam_rate = sum(r["breaks_at_seams"] for r in rs) / max(
+            sum(r["seam_transitions"] for r in rs), 1
+        )
+        inside_rate = sum(r["breaks_inside"] for r in rs) / max(
+            sum(n_frames - 1 - r["seam_transitions"] for r in rs), 1
+        )
+        summary[name]["identity_breaks_at_seams"] = seam_rate
+        summary[name]["identity_breaks_inside"] = inside_rate
+        t.add_row(name, f"{seam_rate:.3f}", f"{inside_rate:.3f}",
+                  ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])))  # fmt: skip
+    console.print(t)
     report["long"] = {
         "frames": n_frames,
         "ground_truth_identity": gt_identity,
         "ground_truth_motion": gt_motion,
         "summary": summary,
         "rows": long_rows,
+    }
+
+
+def where_identity_breaks(breaks: list[tuple[int, str]], window_starts: list[int],
+                          n_frames: int) -> dict:  # fmt: skip
+    """Split a long clip's identity breaks into those in a window's seam band (the transitions
+    seam_flicker counts there) and those inside windows, with the count of each reason."""
+    seam = {j for s in window_starts if s > 0 for j in range(s - SEAM_BAND + 1, s + 1)
+            if 0 < j < n_frames}  # fmt: skip
+    reasons: dict[str, int] = {}
+    for _, why in breaks:
+        reasons[why] = reasons.get(why, 0) + 1
+    return {
+        "breaks_at_seams": sum(j in seam for j, _ in breaks),
+        "breaks_inside": sum(j not in seam for j, _ in breaks),
+        "seam_transitions": len(seam),
+        "break_reasons": reasons,
     }
 
 

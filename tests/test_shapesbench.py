@@ -7,6 +7,7 @@ from kinema.eval.generators import folder_clips, get_generator, groundtruth, ind
 from kinema.eval.report import write_report
 from kinema.eval.shapesbench import (
     BenchSettings,
+    clip_identity_breaks,
     load_suite,
     run_bench,
     score_clip,
@@ -81,6 +82,17 @@ def test_shuffling_frames_worsens_identity_and_warping():
     a, b = score_clip(frames, prompt, settings.fps), score_clip(shuffled, prompt, settings.fps)
     assert b["identity"] < a["identity"]
     assert b["warping_error"] > a["warping_error"]
+
+
+def test_identity_breaks_name_the_transition_and_the_reason():
+    prompt = "a red circle standing still on a black background"
+    frames = groundtruth(prompt, 0, BenchSettings())
+    assert clip_identity_breaks(frames, prompt, 8.0) == []
+    gap = frames.copy()
+    gap[6] = gap[0, 0, 0]  # the object vanishes for one frame: background only
+    assert clip_identity_breaks(gap, prompt, 8.0) == [(6, "gone"), (7, "new")]
+    n = len(frames)
+    assert score_clip(gap, prompt, 8.0)["identity"] == pytest.approx(1 - 2 / (n - 1))
 
 
 def test_static_video_has_no_flicker():

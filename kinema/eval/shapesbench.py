@@ -107,18 +107,25 @@ def _identity_gate(scene: Scene, fps: float) -> float:
 CUT_SLACK = vocab.OCCLUDER_WIDTH
 
 
-def _continues(prev: Blob, b: Blob, gate: float) -> bool:
-    """Is b a plausible next sighting of the object seen as prev? A blob cut by the pillar or
-    the frame edge has a shifted centroid and a smaller area, so it gets slack; a tiny one's
-    shape is not readable."""
+def _break(prev: Blob, b: Blob, gate: float) -> str | None:
+    """Why b is not a plausible next sighting of the object seen as prev (None when it is). A
+    blob cut by the pillar or the frame edge has a shifted centroid and a smaller area, so it
+    gets slack; a tiny one's shape is not readable."""
     cut = b.truncated or prev.truncated
     ratio = b.radius / max(prev.radius, 1e-6)
-    return (
-        b.color == prev.color
-        and (b.shape == prev.shape or cut or b.tiny or prev.tiny)
-        and (0.7 < ratio < 1.45 or cut)
-        and math.hypot(b.x - prev.x, b.y - prev.y) <= gate + (CUT_SLACK if cut else 0.0)
-    )
+    if b.color != prev.color:
+        return "colour"
+    if b.shape != prev.shape and not (cut or b.tiny or prev.tiny):
+        return "shape"
+    if not (0.7 < ratio < 1.45 or cut):
+        return "size"
+    if math.hypot(b.x - prev.x, b.y - prev.y) > gate + (CUT_SLACK if cut else 0.0):
+        return "jump"
+    return None
+
+
+def _continues(prev: Blob, b: Blob, gate: float) -> bool:
+    return _break(prev, b, gate) is None
 
 
 def _returns_from_pillar(track: Track, frame: int, found: Detection) -> bool:
@@ -131,13 +138,11 @@ def _at_frame_edge(b: Blob) -> bool:
     return b.truncated and min(b.x, b.y, 1 - b.x, 1 - b.y) < reach
 
 
-def identity_persistence(found: Detection, scene: Scene) -> float:
-    """Fraction of frame transitions in which every visible object continues a track from the
-    frame before (or comes back from behind the pillar) with the same colour and shape, a
-    similar size and a plausible jump. Objects flickering in and out, swapping or teleporting
-    all break it."""
-    if found.num_frames < 2:
-        return 1.0
+def identity_breaks(found: Detection, scene: Scene) -> list[tuple[int, str]]:
+    """The frame transitions (index of the later frame) in which some visible object does not
+    continue a track from the frame before, each with the first reason found: "new" (a blob no
+    track owns, or a track that starts mid-frame away from the pillar and the edge), "gone" (a
+    track that ends away from them), or a changed "colour", "shape", "size", or a "jump"."""
     gate = _identity_gate(scene, found.fps)
     by_frame: list[dict[int, Blob]] = [{} for _ in range(found.num_frames)]
     for k, track in enumerate(found.tracks):
@@ -145,20 +150,32 @@ def identity_persistence(found: Detection, scene: Scene) -> float:
             by_frame[b.frame][k] = b
     owned = {id(b) for frame in by_frame for b in frame.values()}
     unclaimed = [sum(id(b) not in owned for b in blobs) for blobs in found.blobs]
-    good = 0
+    breaks = []
     for i in range(1, found.num_frames):
-        ok = unclaimed[i] == 0  # a blob no track owns is an object that came from nowhere
+        reasons = ["new"] if unclaimed[i] else []  # an object that came from nowhere
         for k, b in by_frame[i].items():
             prev = by_frame[i - 1].get(k)
             if prev is None:  # a new sighting: back from behind the pillar, or entering view
-                ok &= _returns_from_pillar(found.tracks[k], i, found) or _at_frame_edge(b)
-            else:
-                ok &= _continues(prev, b, gate)
+                if not (_returns_from_pillar(found.tracks[k], i, found) or _at_frame_edge(b)):
+                    reasons.append("new")
+            elif (why := _break(prev, b, gate)) is not None:
+                reasons.append(why)
         for k, prev in by_frame[i - 1].items():  # gone: behind the pillar or out of view
-            if k not in by_frame[i]:
-                ok &= found.occluder or _at_frame_edge(prev)
-        good += ok
-    return good / (found.num_frames - 1)
+            if k not in by_frame[i] and not (found.occluder or _at_frame_edge(prev)):
+                reasons.append("gone")
+        if reasons:
+            breaks.append((i, reasons[0]))
+    return breaks
+
+
+def identity_persistence(found: Detection, scene: Scene) -> float:
+    """Fraction of frame transitions in which every visible object continues a track from the
+    frame before (or comes back from behind the pillar) with the same colour and shape, a
+    similar size and a plausible jump. Objects flickering in and out, swapping or teleporting
+    all break it."""
+    if found.num_frames < 2:
+        return 1.0
+    return 1 - len(identity_breaks(found, scene)) / (found.num_frames - 1)
 
 
 def _permanence(found: Detection, scene: Scene, matched: dict[int, Track]) -> float:
@@ -180,6 +197,12 @@ def _permanence(found: Detection, scene: Scene, matched: dict[int, Track]) -> fl
             if not _continues(prev, b, gate * (hidden + 1)):
                 return 0.0
     return 1.0
+
+
+def clip_identity_breaks(frames: np.ndarray, prompt: str, fps: float) -> list[tuple[int, str]]:
+    """identity_breaks of a clip judged against the scene its prompt describes."""
+    scene = parse_caption(prompt)
+    return identity_breaks(detect(frames, fps, camera_velocity(scene)), scene)
 
 
 def score_clip(frames: np.ndarray, prompt: str, fps: float) -> dict[str, float]:
