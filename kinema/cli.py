@@ -1053,6 +1053,12 @@ def train_dit(
             "missing object are a few latent pixels of a plain MSE",
         ),
     ] = 0.0,
+    pair_focus_on: Annotated[
+        str,
+        typer.Option(
+            help="which pairs get --pair-focus, comma-separated: direction, count, shape",
+        ),
+    ] = "direction,count,shape",
     whiten_text: Annotated[
         bool,
         typer.Option(
@@ -1079,6 +1085,12 @@ def train_dit(
 
     if precision not in ("auto", "bf16", "fp32"):
         raise UsageError(f"--precision must be auto, bf16 or fp32, got {precision!r}")
+    focus_on = tuple(k.strip() for k in pair_focus_on.split(",") if k.strip())
+    if not set(focus_on) <= {"direction", "count", "shape"}:
+        raise UsageError(
+            f"--pair-focus-on takes direction, count and shape (comma-separated), got "
+            f"{pair_focus_on!r}"
+        )
     info = init_distributed()
     if precision == "auto":
         precision = "bf16" if native_bf16(info.device) else "fp32"
@@ -1115,6 +1127,7 @@ def train_dit(
         count_pairs=count_pairs,
         shape_pairs=shape_pairs,
         pair_focus=pair_focus,
+        pair_focus_on=focus_on,
     )
     tcfg = TrainConfig(
         str(output), steps=steps, minutes=minutes, lr=lr, warmup=300, seed=seed, save_every=250,

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import zlib
 
+import pytest
 import torch
 
 
@@ -314,6 +315,18 @@ def test_pair_focus_loss_logs_the_plain_mse_beside_the_weighted_loss():
                    pair_focus=8.0)  # fmt: skip
     stream = task.batches(DistInfo(), seed=0)
     batch = next(b for b in stream if (b.partner != torch.arange(len(b.partner))).any())
+    second = batch.partner != torch.arange(len(batch.partner))
+    assert batch.focused.sum() == 2 * second.sum()  # both samples of every count pair
     torch.manual_seed(0)
     loss, stats = task.loss(task.model, batch)
     assert stats["loss"] > stats["loss_mse"] > 0  # the focus only adds weight
+    # the focus on direction pairs only leaves count pairs at the plain MSE
+    task.focus_kinds = {"mirror"}
+    picks = [(0, "fewer" if p != j else "", p) for j, p in enumerate(batch.partner.tolist())]
+    batch.focused = task._focused(picks)
+    assert not batch.focused.any()
+    torch.manual_seed(0)
+    loss, stats = task.loss(task.model, batch)
+    assert stats["loss"] == pytest.approx(stats["loss_mse"])
+    with pytest.raises(ValueError, match="pairs are direction, count, shape"):
+        DiTTask(vae, word_encoder, cfg, batch_size=4, pool_size=40, pair_focus_on=("colour",))

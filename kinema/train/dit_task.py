@@ -67,6 +67,7 @@ class DiTBatch:
     fps: torch.Tensor  # (B,) frames per second, NaN when dropped
     partner: torch.Tensor  # (B,) long: whose noise and time each sample takes (itself, or the
     # first of its direction pair)
+    focused: torch.Tensor | None = None  # (B,) bool: in a pair whose kind gets the pair focus
 
 
 class CaptionPool:
@@ -158,6 +159,10 @@ def pair_weights(latents: torch.Tensor, partner: torch.Tensor, focus: float,
     return 1 + focus * diff / scale
 
 
+# the pair focus's names for the kinds of pair a batch holds
+PAIR_KINDS = {"direction": "mirror", "count": "fewer", "shape": "reshaped"}
+
+
 class DiTTask:
     name = "dit"
 
@@ -182,6 +187,7 @@ class DiTTask:
         count_pairs: float = 0.0,
         shape_pairs: float = 0.0,
         pair_focus: float = 0.0,
+        pair_focus_on: tuple[str, ...] = ("direction", "count", "shape"),
     ):
         """reuse: optimizer steps per rendered and encoded batch (each with fresh noise and
         times); rendering and VAE encoding cost about as much as a step of the transformer.
@@ -204,7 +210,8 @@ class DiTTask:
         pair_focus: extra loss weight, up to this much on top of 1, where a pair's two clean
         latents differ (pair_weights): a square's corners or the one object a count pair lacks
         are a few latent pixels, a tiny share of a plain MSE, yet they are all the caption's
-        word changes."""
+        word changes.
+        pair_focus_on: which pairs get it: "direction" (mirror), "count", "shape"."""
         self.model = init.train().requires_grad_(True) if init is not None else DiT(cfg)
         self.cfg = self.model.cfg
         self.vae = vae.eval().requires_grad_(False)
@@ -221,6 +228,10 @@ class DiTTask:
         self.count_pairs = count_pairs
         self.shape_pairs = shape_pairs
         self.pair_focus = pair_focus
+        unknown = set(pair_focus_on) - set(PAIR_KINDS)
+        if unknown:
+            raise ValueError(f"pair focus on {sorted(unknown)}: pairs are {', '.join(PAIR_KINDS)}")
+        self.focus_kinds = {PAIR_KINDS[k] for k in pair_focus_on}
         cache = cache_dir / f"captions_{pool_size}_pairs.pt" if cache_dir is not None else None
         self.pool = CaptionPool(encoder, pool_size, seed=1234, cache=cache)
         self.movers = [i for i, m in enumerate(self.pool.mirror_states) if m is not None]
@@ -339,9 +350,17 @@ class DiTTask:
                     device=info.device,
                 ),
                 torch.tensor([p for _, _, p in picks], dtype=torch.long, device=info.device),
+                self._focused(picks).to(info.device),
             )
             for _ in range(self.reuse):
                 yield batch
+
+    def _focused(self, picks: list[tuple[int, str, int]]) -> torch.Tensor:
+        focused = torch.zeros(len(picks), dtype=torch.bool)
+        for j, (_, kind, first) in enumerate(picks):
+            if kind in self.focus_kinds:
+                focused[j] = focused[first] = True
+        return focused
 
     def draw_noise(self, batch: DiTBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Flow times (B, F) and noise like the latents; a direction pair shares both."""
@@ -372,7 +391,13 @@ class DiTTask:
             # the plain MSE too, so runs with and without the focus compare on one scale
             plain = (err.mean(dim=(1, 3, 4)) * weight).sum() / weight.sum().clamp(min=1)
             stats["loss_mse"] = plain.item()
-            err = err * pair_weights(x0, batch.partner, self.pair_focus)
+            own = torch.arange(len(batch.partner), device=x0.device)
+            partner = (
+                batch.partner
+                if batch.focused is None
+                else torch.where(batch.focused, batch.partner, own)
+            )
+            err = err * pair_weights(x0, partner, self.pair_focus)
         per_frame = err.mean(dim=(1, 3, 4))  # (B, F)
         loss = (per_frame * weight).sum() / weight.sum().clamp(min=1)
         return loss, {"loss": loss.item(), **stats}
