@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -186,10 +187,7 @@ def long_clips(pipe, args, report: dict, console: Console, micro: bool) -> None:
         t.add_column(c, justify="right")
     for name, _ in variants:
         rs = [r for r in long_rows if r["variant"] == name]
-        reasons: dict[str, int] = {}
-        for r in rs:
-            for why, n in r["break_reasons"].items():
-                reasons[why] = reasons.get(why, 0) + n
+        reasons = sum((Counter(r["break_reasons"]) for r in rs), Counter())
         seam_rate = sum(r["breaks_at_seams"] for r in rs) / max(
             sum(r["seam_transitions"] for r in rs), 1
         )
@@ -199,7 +197,7 @@ def long_clips(pipe, args, report: dict, console: Console, micro: bool) -> None:
         summary[name]["identity_breaks_at_seams"] = seam_rate
         summary[name]["identity_breaks_inside"] = inside_rate
         t.add_row(name, f"{seam_rate:.3f}", f"{inside_rate:.3f}",
-                  ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])))  # fmt: skip
+                  ", ".join(f"{k} {v}" for k, v in reasons.most_common()))  # fmt: skip
     console.print(t)
     report["long"] = {
         "frames": n_frames,
@@ -216,14 +214,11 @@ def where_identity_breaks(breaks: list[tuple[int, str]], window_starts: list[int
     seam_flicker counts there) and those inside windows, with the count of each reason."""
     seam = {j for s in window_starts if s > 0 for j in range(s - SEAM_BAND + 1, s + 1)
             if 0 < j < n_frames}  # fmt: skip
-    reasons: dict[str, int] = {}
-    for _, why in breaks:
-        reasons[why] = reasons.get(why, 0) + 1
     return {
         "breaks_at_seams": sum(j in seam for j, _ in breaks),
         "breaks_inside": sum(j not in seam for j, _ in breaks),
         "seam_transitions": len(seam),
-        "break_reasons": reasons,
+        "break_reasons": dict(Counter(why for _, why in breaks)),
     }
 
 

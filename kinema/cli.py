@@ -1080,15 +1080,15 @@ def train_dit(
     from kinema.models import load_dit, load_vae
     from kinema.text.encoder import TextEncoder
     from kinema.train.distributed import init_distributed, shutdown
-    from kinema.train.dit_task import DiTTask
+    from kinema.train.dit_task import PAIR_KINDS, DiTTask
     from kinema.train.trainer import TrainConfig, native_bf16, train
 
     if precision not in ("auto", "bf16", "fp32"):
         raise UsageError(f"--precision must be auto, bf16 or fp32, got {precision!r}")
     focus_on = tuple(k.strip() for k in pair_focus_on.split(",") if k.strip())
-    if not set(focus_on) <= {"direction", "count", "shape"}:
+    if not set(focus_on) <= set(PAIR_KINDS):
         raise UsageError(
-            f"--pair-focus-on takes direction, count and shape (comma-separated), got "
+            f"--pair-focus-on takes {', '.join(PAIR_KINDS)} (comma-separated), got "
             f"{pair_focus_on!r}"
         )
     info = init_distributed()

@@ -67,7 +67,7 @@ class DiTBatch:
     fps: torch.Tensor  # (B,) frames per second, NaN when dropped
     partner: torch.Tensor  # (B,) long: whose noise and time each sample takes (itself, or the
     # first of its direction pair)
-    focused: torch.Tensor | None = None  # (B,) bool: in a pair whose kind gets the pair focus
+    focused: torch.Tensor  # (B,) bool: in a pair whose kind gets the pair focus
 
 
 class CaptionPool:
@@ -392,11 +392,7 @@ class DiTTask:
             plain = (err.mean(dim=(1, 3, 4)) * weight).sum() / weight.sum().clamp(min=1)
             stats["loss_mse"] = plain.item()
             own = torch.arange(len(batch.partner), device=x0.device)
-            partner = (
-                batch.partner
-                if batch.focused is None
-                else torch.where(batch.focused, batch.partner, own)
-            )
+            partner = torch.where(batch.focused, batch.partner, own)
             err = err * pair_weights(x0, partner, self.pair_focus)
         per_frame = err.mean(dim=(1, 3, 4))  # (B, F)
         loss = (per_frame * weight).sum() / weight.sum().clamp(min=1)
