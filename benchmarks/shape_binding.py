@@ -65,11 +65,6 @@ def blob_readings(frames: np.ndarray) -> list[tuple[float, str]]:
     ]
 
 
-def to_frames(video: torch.Tensor) -> np.ndarray:
-    """(3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
-    return ((video.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).numpy()
-
-
 @torch.no_grad()
 def loss_and_fill(pipe, pairs) -> dict[tuple[str, float], list[tuple[float, float, float]]]:
     """{(asked shape, t): [(loss ratio, x0 fill own, x0 fill swapped)]} over the pairs."""
@@ -88,8 +83,8 @@ def loss_and_fill(pipe, pairs) -> dict[tuple[str, float], list[tuple[float, floa
             v = dit(x, torch.full((2, latents.shape[2]), t), states, mask, motion, fps)
             loss = ((v - (noise - latents)) ** 2).flatten(1).mean(1)
             fills = []
-            for clean in vae.decode(vae.from_model(x - t * v)):
-                found = blob_readings(to_frames(clean))
+            for clean in (x - t * v).split(1):
+                found = blob_readings(pipe.t2v.decode(clean))
                 fills.append(float(np.median([f for f, _ in found])) if found else np.nan)
             rows.setdefault((scene.objects[0].shape, t), []).append(
                 (float(loss[1] / loss[0]), *fills)

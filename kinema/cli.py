@@ -1080,17 +1080,16 @@ def train_dit(
     from kinema.models import load_dit, load_vae
     from kinema.text.encoder import TextEncoder
     from kinema.train.distributed import init_distributed, shutdown
-    from kinema.train.dit_task import PAIR_KINDS, DiTTask
+    from kinema.train.dit_task import DiTTask, focus_kinds
     from kinema.train.trainer import TrainConfig, native_bf16, train
 
     if precision not in ("auto", "bf16", "fp32"):
         raise UsageError(f"--precision must be auto, bf16 or fp32, got {precision!r}")
     focus_on = tuple(k.strip() for k in pair_focus_on.split(",") if k.strip())
-    if not set(focus_on) <= set(PAIR_KINDS):
-        raise UsageError(
-            f"--pair-focus-on takes {', '.join(PAIR_KINDS)} (comma-separated), got "
-            f"{pair_focus_on!r}"
-        )
+    try:  # checked before any work, like every option
+        focus_kinds(focus_on)
+    except ValueError as e:
+        raise UsageError(f"--pair-focus-on {pair_focus_on!r}: {e} (comma-separated)") from None
     info = init_distributed()
     if precision == "auto":
         precision = "bf16" if native_bf16(info.device) else "fp32"

@@ -163,6 +163,15 @@ def pair_weights(latents: torch.Tensor, partner: torch.Tensor, focus: float,
 PAIR_KINDS = {"direction": "mirror", "count": "fewer", "shape": "reshaped"}
 
 
+def focus_kinds(names) -> set[str]:
+    """The batch's pair kinds for the pair focus's names (PAIR_KINDS); ValueError naming any
+    unknown one."""
+    unknown = set(names) - set(PAIR_KINDS)
+    if unknown:
+        raise ValueError(f"pair focus on {sorted(unknown)}: pairs are {', '.join(PAIR_KINDS)}")
+    return {PAIR_KINDS[k] for k in names}
+
+
 class DiTTask:
     name = "dit"
 
@@ -228,10 +237,7 @@ class DiTTask:
         self.count_pairs = count_pairs
         self.shape_pairs = shape_pairs
         self.pair_focus = pair_focus
-        unknown = set(pair_focus_on) - set(PAIR_KINDS)
-        if unknown:
-            raise ValueError(f"pair focus on {sorted(unknown)}: pairs are {', '.join(PAIR_KINDS)}")
-        self.focus_kinds = {PAIR_KINDS[k] for k in pair_focus_on}
+        self.focus_kinds = focus_kinds(pair_focus_on)
         cache = cache_dir / f"captions_{pool_size}_pairs.pt" if cache_dir is not None else None
         self.pool = CaptionPool(encoder, pool_size, seed=1234, cache=cache)
         self.movers = [i for i, m in enumerate(self.pool.mirror_states) if m is not None]
