@@ -1059,6 +1059,15 @@ def train_dit(
             help="which pairs get --pair-focus, comma-separated: direction, count, shape",
         ),
     ] = "direction,count,shape",
+    frame_change: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="weight of a loss term on the frame-to-frame change of the prediction's "
+            "error: an error that flips between frames is flicker, one a plain MSE does not "
+            "single out",
+        ),
+    ] = 0.0,
     whiten_text: Annotated[
         bool,
         typer.Option(
@@ -1127,6 +1136,7 @@ def train_dit(
         shape_pairs=shape_pairs,
         pair_focus=pair_focus,
         pair_focus_on=focus_on,
+        frame_change=frame_change,
     )
     tcfg = TrainConfig(
         str(output), steps=steps, minutes=minutes, lr=lr, warmup=300, seed=seed, save_every=250,

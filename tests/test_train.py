@@ -330,3 +330,42 @@ def test_pair_focus_loss_logs_the_plain_mse_beside_the_weighted_loss():
     assert stats["loss"] == pytest.approx(stats["loss_mse"])
     with pytest.raises(ValueError, match="pairs are direction, count, shape"):
         DiTTask(vae, word_encoder, cfg, batch_size=4, pool_size=40, pair_focus_on=("colour",))
+
+
+def test_frame_change_error_scores_flipping_errors_not_steady_ones():
+    from kinema.train.dit_task import frame_change_error
+
+    unknown = torch.ones(2, 4)
+    steady = torch.ones(2, 3, 4, 2, 2) * 0.5  # the same error in every frame
+    assert frame_change_error(steady, unknown) == 0
+    flipping = steady.clone()
+    flipping[:, :, 1::2] = -0.5  # the same size of error, changing sign every frame
+    assert frame_change_error(flipping, unknown) == pytest.approx(1.0)
+    # a change into or out of a known (revealed) frame does not count
+    one_flip = steady.clone()
+    one_flip[:, :, 0] = -0.5
+    known_first = torch.tensor([[0.0, 1, 1, 1]] * 2)
+    assert frame_change_error(one_flip, known_first) == 0
+    assert frame_change_error(one_flip, unknown) == pytest.approx(1 / 3)
+    assert frame_change_error(steady[:, :, :1], unknown[:, :1]) == 0  # an image has no change
+
+
+def test_frame_change_weight_adds_its_term_to_the_loss_and_logs_it():
+    from kinema.dit.transformer import DiTConfig
+    from kinema.train.distributed import DistInfo
+    from kinema.train.dit_task import DiTTask
+    from kinema.vae.causal_vae import CausalVAE, VAEConfig
+
+    vae = CausalVAE(VAEConfig(latent_channels=4, channels=(8, 16, 16), temporal_blocks=1))
+    cfg = DiTConfig(
+        in_channels=4, out_channels=4, dim=32, ffn_dim=64, heads=2, layers=1, text_dim=8
+    )
+    task = DiTTask(vae, word_encoder, cfg, batch_size=4, pool_size=40, frame_change=2.0)
+    batch = next(b for b in task.batches(DistInfo(), seed=0) if b.latents.shape[2] > 1)
+    torch.manual_seed(0)
+    loss, stats = task.loss(task.model, batch)
+    task.frame_change = 0.0
+    torch.manual_seed(0)
+    plain, plain_stats = task.loss(task.model, batch)
+    assert "frame_change" not in plain_stats and stats["frame_change"] > 0
+    assert loss.item() == pytest.approx(plain.item() + 2.0 * stats["frame_change"], rel=1e-5)

@@ -159,6 +159,19 @@ def pair_weights(latents: torch.Tensor, partner: torch.Tensor, focus: float,
     return 1 + focus * diff / scale
 
 
+def frame_change_error(residual: torch.Tensor, unknown: torch.Tensor) -> torch.Tensor:
+    """Mean squared frame-to-frame change of the prediction's residual (B, C, F, H, W) over
+    pairs of consecutive frames that are both generated (unknown (B, F) float): 0 where the
+    error is the same in every frame, large where it flips between frames. A plain MSE scores a
+    clip that is wrong the same way in every frame like one that is wrong differently in each;
+    only the second flickers."""
+    if residual.shape[2] < 2:
+        return residual.new_zeros(())
+    change = residual.diff(dim=2).pow(2).mean(dim=(1, 3, 4))  # (B, F - 1)
+    both = unknown[:, 1:] * unknown[:, :-1]
+    return (change * both).sum() / both.sum().clamp(min=1)
+
+
 # the pair focus's names for the kinds of pair a batch holds
 PAIR_KINDS = {"direction": "mirror", "count": "fewer", "shape": "reshaped"}
 
@@ -197,6 +210,7 @@ class DiTTask:
         shape_pairs: float = 0.0,
         pair_focus: float = 0.0,
         pair_focus_on: tuple[str, ...] = ("direction", "count", "shape"),
+        frame_change: float = 0.0,
     ):
         """reuse: optimizer steps per rendered and encoded batch (each with fresh noise and
         times); rendering and VAE encoding cost about as much as a step of the transformer.
@@ -220,7 +234,10 @@ class DiTTask:
         latents differ (pair_weights): a square's corners or the one object a count pair lacks
         are a few latent pixels, a tiny share of a plain MSE, yet they are all the caption's
         word changes.
-        pair_focus_on: which pairs get it: "direction" (mirror), "count", "shape"."""
+        pair_focus_on: which pairs get it: "direction" (mirror), "count", "shape".
+        frame_change: weight of frame_change_error added to the loss: long stages that sharpen
+        direction made frames flicker (reports/s16_full), an error the plain MSE does not see
+        apart from any other."""
         self.model = init.train().requires_grad_(True) if init is not None else DiT(cfg)
         self.cfg = self.model.cfg
         self.vae = vae.eval().requires_grad_(False)
@@ -238,6 +255,7 @@ class DiTTask:
         self.shape_pairs = shape_pairs
         self.pair_focus = pair_focus
         self.focus_kinds = focus_kinds(pair_focus_on)
+        self.frame_change = frame_change
         cache = cache_dir / f"captions_{pool_size}_pairs.pt" if cache_dir is not None else None
         self.pool = CaptionPool(encoder, pool_size, seed=1234, cache=cache)
         self.movers = [i for i, m in enumerate(self.pool.mirror_states) if m is not None]
@@ -402,6 +420,10 @@ class DiTTask:
             err = err * pair_weights(x0, partner, self.pair_focus)
         per_frame = err.mean(dim=(1, 3, 4))  # (B, F)
         loss = (per_frame * weight).sum() / weight.sum().clamp(min=1)
+        if self.frame_change > 0:
+            change = frame_change_error(out.float() - target, weight)
+            stats["frame_change"] = change.item()
+            loss = loss + self.frame_change * change
         return loss, {"loss": loss.item(), **stats}
 
     def export(self, model: DiT, out_dir: Path) -> Path:
