@@ -94,15 +94,19 @@ def main() -> None:
              for p, s in jobs]
         )  # fmt: skip
     table = Table(title=f"flicker sources: {len(suite)} prompts x {args.seeds} seed(s)")
-    for col in ("generator", "flicker", "at latent boundaries", "inside groups",
-                "background px", "object px", "background share"):  # fmt: skip
+    table.add_column("generator", no_wrap=True)
+    for col in ("flicker", "boundaries", "inside", "bg px", "object px", "bg share"):
         table.add_column(col, justify="right")
     for name, r in results.items():
         table.add_row(
             name, f"{r['all']:.2f}", f"{r['boundary']:.2f}", f"{r['inside']:.2f}",
             f"{r['background']:.2f}", f"{r['objects']:.2f}", f"{100 * r['background_share']:.0f}%",
         )  # fmt: skip
-    Console().print(table)
+    Console(width=max(100, Console().width)).print(table)
+    print(
+        "boundaries / inside: frame changes across latent groups / inside them; bg px / object"
+        " px: mean change of background pixels / the rest; bg share: background's part of it"
+    )
     if args.output:
         args.output.write_text(json.dumps({"clips": len(jobs), "results": results}, indent=1))
 
