@@ -368,4 +368,5 @@ def test_frame_change_weight_adds_its_term_to_the_loss_and_logs_it():
     torch.manual_seed(0)
     plain, plain_stats = task.loss(task.model, batch)
     assert "frame_change" not in plain_stats and stats["frame_change"] > 0
+    assert stats["loss_mse"] == pytest.approx(plain.item())  # the plain MSE logged beside it
     assert loss.item() == pytest.approx(plain.item() + 2.0 * stats["frame_change"], rel=1e-5)

@@ -235,9 +235,9 @@ class DiTTask:
         are a few latent pixels, a tiny share of a plain MSE, yet they are all the caption's
         word changes.
         pair_focus_on: which pairs get it: "direction" (mirror), "count", "shape".
-        frame_change: weight of frame_change_error added to the loss: long stages that sharpen
-        direction made frames flicker (reports/s16_full), an error the plain MSE does not see
-        apart from any other."""
+        frame_change: weight of frame_change_error (over latent frames) added to the loss:
+        long stages that sharpen direction made frames flicker (docs/training.md), an error
+        the plain MSE does not tell apart from any other."""
         self.model = init.train().requires_grad_(True) if init is not None else DiT(cfg)
         self.cfg = self.model.cfg
         self.vae = vae.eval().requires_grad_(False)
@@ -421,6 +421,7 @@ class DiTTask:
         per_frame = err.mean(dim=(1, 3, 4))  # (B, F)
         loss = (per_frame * weight).sum() / weight.sum().clamp(min=1)
         if self.frame_change > 0:
+            stats.setdefault("loss_mse", loss.item())  # as with the focus: one scale to compare
             change = frame_change_error(out.float() - target, weight)
             stats["frame_change"] = change.item()
             loss = loss + self.frame_change * change
