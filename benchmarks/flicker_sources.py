@@ -26,14 +26,9 @@ from rich.table import Table
 import kinema
 from kinema.eval.generators import groundtruth
 from kinema.eval.shapesbench import BenchSettings, load_suite
-from kinema.vae.causal_vae import latent_frames
+from kinema.pipeline.conditioning import latent_index
 
 BACKGROUND_TOLERANCE = 40  # 0..255 per channel
-
-
-def latent_index(frame: int, temporal_factor: int = 4) -> int:
-    """The latent frame that decodes pixel frame `frame` (frame 0 alone, then groups)."""
-    return 0 if frame == 0 else (frame - 1) // temporal_factor + 1
 
 
 def flicker_parts(frames: np.ndarray) -> dict[str, float]:
@@ -83,7 +78,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     suite = [p for p in load_suite() if p.quick or not args.quick]
     settings = BenchSettings()
-    assert latent_frames(settings.num_frames) == 5  # the split above assumes 17 frames, 4x
     jobs = [(p.prompt, s) for p in suite for s in range(args.seeds)]
     results = {"groundtruth": pooled([flicker_parts(groundtruth(p, s, settings)) for p, s in jobs])}
     for model in args.models:

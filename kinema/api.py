@@ -43,7 +43,7 @@ from kinema.models import (
     resolve_model,
     sampler_defaults,
 )
-from kinema.pipeline.conditioning import FrameConditions, fit_image
+from kinema.pipeline.conditioning import FrameConditions, fit_image, latent_index
 from kinema.pipeline.long_clip import (
     ChainSettings,
     check_single_window,
@@ -197,7 +197,7 @@ class Pipeline:
         groups: dict[int, str] = {}
         pinned, notes = [], []
         for frame, im, what in sorted(wanted, key=lambda w: w[0]):
-            group = 0 if frame == 0 else (frame + 3) // 4
+            group = latent_index(frame)
             if group in groups:
                 raise GenerationError(
                     f"{what} and {groups[group]} are closer than 4 frames ({4 / s.fps:g} s); "

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from kinema.checkpoint import save_weights
 from kinema.dit.transformer import DiT, DiTConfig
@@ -408,7 +407,8 @@ class DiTTask:
         out = model(xt, t, batch.context, batch.mask, batch.motion if micro else None,
                     batch.fps if micro else None)  # fmt: skip
         target = noise - x0 if self.cfg.prediction == "v" else x0
-        err = F.mse_loss(out, target, reduction="none")  # (B, C, F, H, W)
+        residual = out - target
+        err = residual.square()  # (B, C, F, H, W)
         weight = (~batch.known).float()
         stats = {}
         if self.pair_focus > 0:
@@ -422,7 +422,7 @@ class DiTTask:
         loss = (per_frame * weight).sum() / weight.sum().clamp(min=1)
         if self.frame_change > 0:
             stats.setdefault("loss_mse", loss.item())  # as with the focus: one scale to compare
-            change = frame_change_error(out.float() - target, weight)
+            change = frame_change_error(residual, weight)
             stats["frame_change"] = change.item()
             loss = loss + self.frame_change * change
         return loss, {"loss": loss.item(), **stats}
