@@ -4,6 +4,10 @@
 
 Held-out clips come from a seed the training stream never uses. Peak memory of chunked decoding
 is measured in a fresh process per length (max resident set size), so lengths do not share it.
+On the 17-frame clips, and on ShapesBench's own ground-truth clips (its suite's prompts, seed 0),
+it also reports flicker and warping error of the clips and of their reconstructions: a generated
+clip passes through the same decoder, so the ratio to the truth is a floor under any diffusion
+model's.
 """
 
 from __future__ import annotations
@@ -14,13 +18,33 @@ import resource
 import subprocess
 import sys
 
+import numpy as np
 import torch
 
+from kinema.eval.generators import groundtruth
+from kinema.eval.shapesbench import BenchSettings, load_suite
+from kinema.eval.video_metrics import flicker, warping_error
 from kinema.models import MODELS, load_vae
 from kinema.train.vae_task import psnr
 from kinema.world.dataset import Bucket, ShapesDataset
 
 HELD_OUT_SEED = 987_654_321
+
+
+def to_frames(video: torch.Tensor) -> np.ndarray:
+    """(3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
+    x = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(1, 2, 3, 0).numpy()
+
+
+def temporal_report(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """Mean flicker and warping error of clips and of their reconstructions, and the ratios."""
+    out = {}
+    for name, metric in (("flicker", flicker), ("warping_error", warping_error)):
+        truth = float(np.mean([metric(clip) for clip, _ in pairs]))
+        recon = float(np.mean([metric(rec) for _, rec in pairs]))
+        out[name] = {"truth": truth, "recon": recon, "ratio": round(recon / truth, 3)}
+    return out
 
 
 def decode_peak_mb(vae_path: str, latent_frames: int) -> float:
@@ -45,15 +69,28 @@ def main() -> None:
     report = {"vae": args.vae, "clips": args.clips}
     for bucket in (Bucket(64, 64, 17), Bucket(64, 64, 1), Bucket(96, 64, 33)):
         data = iter(ShapesDataset([bucket], 8, seed=HELD_OUT_SEED, paraphrase=False))
-        values = []
+        values, pairs = [], []
         with torch.inference_mode():
             for _ in range(max(1, args.clips // 8)):
                 video = next(data).video
                 mean, _ = vae.encode(video)
                 recon = vae.decode_chunked(mean)
                 values += [psnr(recon[i : i + 1], video[i : i + 1]) for i in range(len(video))]
+                if bucket.num_frames == 17:
+                    pairs += [
+                        (to_frames(v), to_frames(r)) for v, r in zip(video, recon, strict=True)
+                    ]
         key = f"psnr_{bucket.width}x{bucket.height}x{bucket.num_frames}"
         report[key] = {"mean": round(sum(values) / len(values), 2), "min": round(min(values), 2)}
+        if pairs:
+            report[f"temporal_{bucket.width}x{bucket.height}x17"] = temporal_report(pairs)
+    pairs = []
+    with torch.inference_mode():
+        for prompt in load_suite():
+            truth = groundtruth(prompt.prompt, 0, BenchSettings())
+            video = torch.from_numpy(truth).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+            pairs.append((truth, to_frames(vae.decode_chunked(vae.encode(video)[0])[0])))
+    report["temporal_shapesbench_truth"] = temporal_report(pairs)
     if not args.no_memory:
         report["decode_peak_mb"] = {
             f"{4 * (n - 1) + 1}_frames": round(decode_peak_mb(args.vae, n), 1) for n in (5, 20, 80)

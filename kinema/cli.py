@@ -930,27 +930,44 @@ def train_vae(
     decoder_only: Annotated[
         bool, typer.Option(help="train the decoder only (keeps the latent space)")
     ] = False,
+    temporal_weight: Annotated[
+        float,
+        typer.Option(help="weight of a term that makes frame-to-frame change match the clip's"),
+    ] = 0.0,
+    latent_noise: Annotated[
+        float,
+        typer.Option(help="noise std on the latents before decoding (with --decoder-only)"),
+    ] = 0.0,
 ) -> None:
     """Train the causal 3D VAE on world clips. Writes vae.safetensors, log.jsonl, loss.png."""
     from kinema.train.distributed import init_distributed, shutdown
     from kinema.train.trainer import TrainConfig, train
     from kinema.train.vae_task import VAETask
 
+    if decoder_only and init is None:
+        raise UsageError("--decoder-only needs --init: the VAE whose latent space to keep")
+    if latent_noise and not decoder_only:
+        raise UsageError("--latent-noise needs --decoder-only (the encoder's latents are kept)")
+    if temporal_weight < 0 or latent_noise < 0:
+        raise UsageError("--temporal-weight and --latent-noise take 0 or more")
     info = init_distributed()
     cfg = TrainConfig(
         str(output), steps=steps, minutes=minutes, lr=lr, warmup=min(200, steps // 5), seed=seed,
         save_every=250, log_every=log_every,
     )  # fmt: skip
-    if decoder_only and init is None:
-        raise UsageError("--decoder-only needs --init: the VAE whose latent space to keep")
     start = None
     if init is not None:
         from kinema.models import load_vae
 
         start = load_vae(init)
     train(
-        VAETask(batch_size=batch_size, crop=crop, init=start, decoder_only=decoder_only), cfg, info
-    )
+        VAETask(
+            batch_size=batch_size, crop=crop, init=start, decoder_only=decoder_only,
+            temporal_weight=temporal_weight, latent_noise=latent_noise,
+        ),
+        cfg,
+        info,
+    )  # fmt: skip
     if info.is_main:
         console.print(f"weights: {output / 'vae.safetensors'}; loss curve: {output / 'loss.png'}")
     shutdown(info)

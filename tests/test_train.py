@@ -370,3 +370,60 @@ def test_frame_change_weight_adds_its_term_to_the_loss_and_logs_it():
     assert "frame_change" not in plain_stats and stats["frame_change"] > 0
     assert stats["loss_mse"] == pytest.approx(plain.item())  # the plain MSE logged beside it
     assert loss.item() == pytest.approx(plain.item() + 2.0 * stats["frame_change"], rel=1e-5)
+
+
+def test_temporal_difference_error_scores_changing_errors_not_steady_ones():
+    from kinema.train.vae_task import temporal_difference_error
+
+    video = torch.rand(1, 3, 5, 8, 8) * 2 - 1
+    steady = video + 0.3  # the same error in every frame
+    flipping = video + 0.3 * torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0]).view(1, 1, 5, 1, 1)
+    assert temporal_difference_error(steady, video).item() < 1e-6
+    assert temporal_difference_error(flipping, video).item() == pytest.approx(0.6, rel=1e-5)
+    assert temporal_difference_error(video[:, :, :1] + 0.5, video[:, :, :1]).item() == 0.0
+
+
+def test_decoder_only_fine_tune_keeps_the_encoder_and_adds_the_temporal_term(tmp_path):
+    from kinema.models import load_vae
+    from kinema.train.vae_task import VAETask
+    from kinema.vae.causal_vae import CausalVAE, VAEConfig
+
+    torch.manual_seed(0)
+    cfg = VAEConfig(
+        channels=(8, 16, 16), latent_channels=4, temporal_blocks=1, scale=2.0, shift=0.1
+    )
+    start = CausalVAE(cfg)
+    encoder_before = {k: v.clone() for k, v in start.encoder.state_dict().items()}
+    decoder_before = {k: v.clone() for k, v in start.decoder.state_dict().items()}
+    task = VAETask(init=start, decoder_only=True, temporal_weight=2.0, latent_noise=0.1)
+    opt = torch.optim.AdamW([p for p in start.parameters() if p.requires_grad], lr=1e-3)
+    video = torch.rand(2, 3, 9, 16, 16) * 2 - 1
+    for _ in range(3):
+        loss, logs = task.loss(start, video)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert "temporal" in logs and logs["temporal"] > 0
+    assert "temporal" not in VAETask(init=start, decoder_only=True).loss(start, video)[1]
+    for k, v in start.encoder.state_dict().items():
+        assert torch.equal(v, encoder_before[k]), k
+    assert any(not torch.equal(v, decoder_before[k]) for k, v in start.decoder.state_dict().items())
+    # the latent normalisation is the diffusion model's contract: export keeps it
+    saved = load_vae(task.export(start, tmp_path))
+    assert (saved.cfg.scale, saved.cfg.shift) == (2.0, 0.1)
+    with pytest.raises(ValueError, match="decoder-only"):
+        VAETask(init=CausalVAE(cfg), latent_noise=0.1)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [(["--decoder-only"], "--init"), (["--latent-noise", "0.1"], "--decoder-only"),
+     (["--temporal-weight", "-1"], "0 or more")],
+    ids=["decoder-only-without-init", "noise-without-decoder-only", "negative-weight"],
+)  # fmt: skip
+def test_train_vae_bad_options_exit_2(tmp_path, args, needle):
+    from cli_helpers import assert_user_error, run_kinema
+
+    result = run_kinema("train", "vae", "-o", "run", "--steps", "1", *args, cwd=tmp_path)
+    assert_user_error(result, needle)
+    assert not (tmp_path / "run").exists()

@@ -1,5 +1,9 @@
 """Training the causal VAE on world clips: L1 + MSE reconstruction plus a small KL term.
 
+A decoder-only fine-tune keeps the latent space (and every diffusion model trained on it) and can
+add a temporal term: the reconstruction's frame-to-frame change should equal the clip's, which
+is what flicker and warping error measure (the plain loss treats each frame on its own).
+
 Clips are rendered at the base size and randomly cropped (the VAE is fully convolutional), which
 keeps object scale while cutting the cost of each step. At export, the latents' mean and spread
 on fresh clips fix the normalisation the diffusion model sees.
@@ -29,6 +33,15 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * torch.log10(torch.tensor(1.0 / max(mse, 1e-12))).item()
 
 
+def temporal_difference_error(recon: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+    """Mean |(recon[t+1] - recon[t]) - (video[t+1] - video[t])| over a (B, 3, T, H, W) clip:
+    0 when the reconstruction changes between frames exactly as the clip does, whatever its
+    per-frame error; 0 for one-frame clips."""
+    if video.shape[2] < 2:
+        return recon.new_zeros(())
+    return (recon.diff(dim=2) - video.diff(dim=2)).abs().mean()
+
+
 def random_crop(video: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
     h, w = video.shape[-2:]
     if size >= min(h, w):
@@ -49,15 +62,23 @@ class VAETask:
         kl_weight: float = 1e-6,
         init: CausalVAE | None = None,
         decoder_only: bool = False,
+        temporal_weight: float = 0.0,
+        latent_noise: float = 0.0,
     ):
         """init: start from these weights. decoder_only: freeze the encoder (and the latent
-        normalisation), so a diffusion model trained on its latents stays valid."""
+        normalisation), so a diffusion model trained on its latents stays valid.
+        temporal_weight: weight of temporal_difference_error in the loss. latent_noise: std
+        of noise added to the latents before decoding (normalised units; CausalVAE.forward)."""
+        if latent_noise > 0 and not decoder_only:
+            raise ValueError("latent_noise is for decoder-only fine-tunes (the encoder is kept)")
         self.model = init if init is not None else CausalVAE(cfg)
         self.cfg = self.model.cfg
         self.batch_size = batch_size
         self.crop = crop
         self.kl_weight = kl_weight
         self.decoder_only = decoder_only
+        self.temporal_weight = temporal_weight
+        self.latent_noise = latent_noise
         if decoder_only:
             self.model.encoder.requires_grad_(False)
 
@@ -78,12 +99,17 @@ class VAETask:
         return batch.shape[0]
 
     def loss(self, model, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        recon, mean, logvar = model(video)
+        recon, mean, logvar = model(video, latent_noise=self.latent_noise)
         l1 = (recon - video).abs().mean()
         mse = F.mse_loss(recon, video)
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
         loss = l1 + mse + self.kl_weight * kl
-        return loss, {"loss": loss.item(), "kl": kl.item(), "psnr": psnr(recon.detach(), video)}
+        logs = {"kl": kl.item(), "psnr": psnr(recon.detach(), video)}
+        if self.temporal_weight > 0:
+            temporal = temporal_difference_error(recon, video)
+            logs["temporal"] = temporal.item()
+            loss = loss + self.temporal_weight * temporal
+        return loss, {"loss": loss.item(), **logs}
 
     @torch.no_grad()
     def latent_stats(self, vae: CausalVAE, clips: int = 16) -> tuple[float, float]:

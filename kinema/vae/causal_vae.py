@@ -222,9 +222,13 @@ class CausalVAE(nn.Module):
             skip = 0 if start == 0 else 1 + f * (start - lo - 1)
             yield self.decoder(z[:, :, lo : start + chunk], skip=skip)
 
-    def forward(self, video: torch.Tensor, sample: bool = True):
+    def forward(self, video: torch.Tensor, sample: bool = True, latent_noise: float = 0.0):
+        """latent_noise: std of extra Gaussian noise on the latents in the diffusion model's
+        normalised units, so that the decoder learns to take imperfect generated latents."""
         mean, logvar = self.encode(video)
         z = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if sample else mean
+        if latent_noise > 0:
+            z = z + torch.randn_like(z) * (latent_noise / self.cfg.scale)
         return self.decode(z), mean, logvar
 
     # the diffusion model works on normalised latents
