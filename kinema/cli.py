@@ -936,7 +936,7 @@ def train_vae(
     ] = 0.0,
     latent_noise: Annotated[
         float,
-        typer.Option(help="noise std on the latents before decoding (with --decoder-only)"),
+        typer.Option(help="largest noise std on the latents before decoding (--decoder-only)"),
     ] = 0.0,
 ) -> None:
     """Train the causal 3D VAE on world clips. Writes vae.safetensors, log.jsonl, loss.png."""

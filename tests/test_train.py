@@ -415,6 +415,20 @@ def test_decoder_only_fine_tune_keeps_the_encoder_and_adds_the_temporal_term(tmp
         VAETask(init=CausalVAE(cfg), latent_noise=0.1)
 
 
+def test_latent_noise_perturbs_decoding_per_clip():
+    from kinema.vae.causal_vae import CausalVAE, VAEConfig
+
+    torch.manual_seed(0)
+    vae = CausalVAE(VAEConfig(channels=(8, 16, 16), latent_channels=4, temporal_blocks=1)).eval()
+    video = torch.rand(8, 3, 5, 16, 16) * 2 - 1
+    with torch.no_grad():
+        clean = vae(video, sample=False)[0]
+        noisy = vae(video, sample=False, latent_noise=1.0)[0]
+    change = (noisy - clean).abs().mean(dim=(1, 2, 3, 4))
+    assert change.min() > 0
+    assert change.max() > 2 * change.min()  # the std is drawn per clip, not one for all
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [(["--decoder-only"], "--init"), (["--latent-noise", "0.1"], "--decoder-only"),

@@ -223,12 +223,14 @@ class CausalVAE(nn.Module):
             yield self.decoder(z[:, :, lo : start + chunk], skip=skip)
 
     def forward(self, video: torch.Tensor, sample: bool = True, latent_noise: float = 0.0):
-        """latent_noise: std of extra Gaussian noise on the latents in the diffusion model's
-        normalised units, so that the decoder learns to take imperfect generated latents."""
+        """latent_noise: the largest std of extra Gaussian noise on the latents, in the
+        diffusion model's normalised units, drawn per clip from U(0, latent_noise), so that
+        the decoder learns to take imperfect generated latents as well as clean ones."""
         mean, logvar = self.encode(video)
         z = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if sample else mean
         if latent_noise > 0:
-            z = z + torch.randn_like(z) * (latent_noise / self.cfg.scale)
+            std = torch.rand(z.shape[0], 1, 1, 1, 1, device=z.device) * latent_noise
+            z = z + torch.randn_like(z) * std / self.cfg.scale
         return self.decode(z), mean, logvar
 
     # the diffusion model works on normalised latents
