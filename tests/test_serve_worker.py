@@ -28,6 +28,11 @@ from kinema.serve.worker import Worker  # noqa: E402
 LEASE = "1.5"
 
 
+# few steps that still give a real clip: with 4 or fewer the default model's clips of PROMPT
+# (5 and 9 frames, seed 1) are black frames, which the safety stage rightly rejects as blank
+FEW_STEPS = 6
+
+
 def params(steps: int, frames: int = 17) -> dict:
     return {"width": 64, "height": 64, "num_frames": frames, "fps": 8.0, "steps": steps,
             "guidance": 5.0, "negative_prompt": "", "seed": 1, "solver": "euler", "seconds": "2"}  # fmt: skip
@@ -124,7 +129,7 @@ def test_cancel_stops_a_running_job_and_the_worker_goes_on(running_worker, tmp_p
     cancelled = store.get(job.id)
     assert cancelled.error_code == "cancelled" and cancelled.progress < 90
     assert not (tmp_path / "videos" / job.id).exists()
-    nxt = store.create("alice", "kinema-tiny", PROMPT, params(steps=2, frames=5))
+    nxt = store.create("alice", "kinema-tiny", PROMPT, params(steps=FEW_STEPS, frames=5))
     wait_for(lambda: store.get(nxt.id).status == COMPLETED, 60, "the next job")
 
 
@@ -148,7 +153,7 @@ def test_input_files_from_the_data_directory(running_worker, tmp_path):
     reference = {"file": "input.png", "size": "64x64", "fit": "crop", "image_noise": 0.0}
     first = new_job_id()
     storage.put_input(first, "input.png", png)
-    with_image = {**params(steps=2, frames=9), "input_reference": reference}
+    with_image = {**params(steps=FEW_STEPS, frames=9), "input_reference": reference}
     store.create("alice", "kinema-tiny", IMAGE_PROMPT, with_image, job_id=first)
     wait_for(lambda: store.get(first).status == COMPLETED, 60, "the image-to-video job")
     done = store.get(first)
@@ -158,7 +163,7 @@ def test_input_files_from_the_data_directory(running_worker, tmp_path):
 
     extension = new_job_id()
     storage.copy_input(source, extension, SOURCE_VIDEO)
-    extend = {**params(steps=2, frames=17), "extended_from": done.id, "extend_seconds": 1.0}
+    extend = {**params(steps=FEW_STEPS, frames=17), "extended_from": done.id, "extend_seconds": 1.0}
     store.create("alice", "kinema-tiny", IMAGE_PROMPT, extend, job_id=extension)
     wait_for(lambda: store.get(extension).status == COMPLETED, 60, "the extension")
     job = store.get(extension)
@@ -170,7 +175,7 @@ def test_input_files_from_the_data_directory(running_worker, tmp_path):
     wait_for(lambda: store.get(lost.id).status == FAILED, 60, "the job without its image")
     failed = store.get(lost.id)
     assert failed.error_code == "invalid_settings" and "cannot read image" in failed.error_message
-    nxt = store.create("alice", "kinema-tiny", PROMPT, params(steps=2, frames=5))
+    nxt = store.create("alice", "kinema-tiny", PROMPT, params(steps=FEW_STEPS, frames=5))
     wait_for(lambda: store.get(nxt.id).status == COMPLETED, 60, "the next job")
 
 
@@ -231,7 +236,7 @@ def test_served_clips_are_safety_checked_watermarked_and_signed(tmp_path, pipe):
     from kinema.production.verify import verify
 
     store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}", lease_seconds=5.0)
-    good = store.create("alice", "kinema-tiny", PROMPT, params(steps=2))
+    good = store.create("alice", "kinema-tiny", PROMPT, params(steps=FEW_STEPS))
     Worker(store, tmp_path, pipeline=pipe).run(max_jobs=1)
     done = store.get(good.id)
     assert done.status == COMPLETED, done.error_message
@@ -240,7 +245,7 @@ def test_served_clips_are_safety_checked_watermarked_and_signed(tmp_path, pipe):
     job_hex = good.id.removeprefix("video_")  # the job id is what the watermark carries
     assert checked.watermark.payload == wm.payload_from_id(job_hex)
 
-    flagged = store.create("alice", "kinema-tiny", PROMPT, params(steps=2))
+    flagged = store.create("alice", "kinema-tiny", PROMPT, params(steps=FEW_STEPS))
     stages = Stages(frame_classifiers=[FlagFrame(8)])
     Worker(store, tmp_path, pipeline=pipe, stages=stages).run(max_jobs=1)
     failed = store.get(flagged.id)
@@ -248,7 +253,7 @@ def test_served_clips_are_safety_checked_watermarked_and_signed(tmp_path, pipe):
     assert "frame 8 flagged by safety classifier 'fake-frame-check'" in failed.error_message
     assert not (tmp_path / "videos" / flagged.id).exists()  # nothing stored
 
-    plain = store.create("alice", "kinema-tiny", PROMPT, params(steps=2))
+    plain = store.create("alice", "kinema-tiny", PROMPT, params(steps=FEW_STEPS))
     Worker(store, tmp_path, pipeline=pipe, watermark=False, c2pa=False).run(max_jobs=1)
     unmarked = verify(Storage(tmp_path).path(plain.id, store.get(plain.id).output, "video"))
     assert not unmarked.watermark.found and not unmarked.provenance.found
