@@ -67,8 +67,9 @@ class VAETask:
     ):
         """init: start from these weights. decoder_only: freeze the encoder (and the latent
         normalisation), so a diffusion model trained on its latents stays valid.
-        temporal_weight: weight of temporal_difference_error in the loss. latent_noise: std
-        of noise added to the latents before decoding (normalised units; CausalVAE.forward)."""
+        temporal_weight: weight of temporal_difference_error in the loss. latent_noise: the
+        largest std of noise added to the latents before decoding, drawn per clip (normalised
+        units; CausalVAE.forward)."""
         if latent_noise > 0 and not decoder_only:
             raise ValueError("latent_noise is for decoder-only fine-tunes (the encoder is kept)")
         self.model = init if init is not None else CausalVAE(cfg)
