@@ -26,13 +26,13 @@ from kinema.eval.shapesbench import BenchSettings, load_suite
 from kinema.eval.video_metrics import flicker, warping_error
 from kinema.models import MODELS, load_vae
 from kinema.train.vae_task import psnr
-from kinema.world.dataset import Bucket, ShapesDataset
+from kinema.world.dataset import Bucket, ShapesDataset, to_tensor
 
 HELD_OUT_SEED = 987_654_321
 
 
 def to_frames(video: torch.Tensor) -> np.ndarray:
-    """(3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
+    """(3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8: the inverse of to_tensor."""
     x = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return x.permute(1, 2, 3, 0).numpy()
 
@@ -88,7 +88,7 @@ def main() -> None:
     with torch.inference_mode():
         for prompt in load_suite():
             truth = groundtruth(prompt.prompt, 0, BenchSettings())
-            video = torch.from_numpy(truth).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+            video = to_tensor(truth)[None]
             pairs.append((truth, to_frames(vae.decode_chunked(vae.encode(video)[0])[0])))
     report["temporal_shapesbench_truth"] = temporal_report(pairs)
     if not args.no_memory:
