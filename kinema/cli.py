@@ -938,6 +938,13 @@ def train_vae(
         float,
         typer.Option(help="largest noise std on the latents before decoding (--decoder-only)"),
     ] = 0.0,
+    latent_pool: Annotated[
+        Path | None,
+        typer.Option(help="a diffusion model's latents paired with clips (tools/latent_pool.py)"),
+    ] = None,
+    pool_share: Annotated[
+        float, typer.Option(help="share of batches taken from --latent-pool")
+    ] = 0.5,
 ) -> None:
     """Train the causal 3D VAE on world clips. Writes vae.safetensors, log.jsonl, loss.png."""
     from kinema.train.distributed import init_distributed, shutdown
@@ -950,6 +957,20 @@ def train_vae(
         raise UsageError("--latent-noise needs --decoder-only (the encoder's latents are kept)")
     if temporal_weight < 0 or latent_noise < 0:
         raise UsageError("--temporal-weight and --latent-noise take 0 or more")
+    if latent_pool is not None and not decoder_only:
+        raise UsageError("--latent-pool needs --decoder-only (the pool's latents are fixed)")
+    if not 0 <= pool_share <= 1:
+        raise UsageError(f"--pool-share must lie in [0, 1], got {pool_share:g}")
+    pool = None
+    if latent_pool is not None:
+        from kinema.models import load_vae
+        from kinema.train.latent_pool import LatentPoolError, load_latent_pool
+
+        try:
+            channels = load_vae(init).cfg.latent_channels
+            pool = load_latent_pool(latent_pool, channels)
+        except LatentPoolError as e:
+            raise UsageError(str(e)) from None
     info = init_distributed()
     cfg = TrainConfig(
         str(output), steps=steps, minutes=minutes, lr=lr, warmup=min(200, steps // 5), seed=seed,
@@ -963,7 +984,8 @@ def train_vae(
     train(
         VAETask(
             batch_size=batch_size, crop=crop, init=start, decoder_only=decoder_only,
-            temporal_weight=temporal_weight, latent_noise=latent_noise,
+            temporal_weight=temporal_weight, latent_noise=latent_noise, pool=pool,
+            pool_share=pool_share,
         ),
         cfg,
         info,

@@ -2,7 +2,9 @@
 
 A decoder-only fine-tune keeps the latent space (and every diffusion model trained on it) and can
 add a temporal term: the reconstruction's frame-to-frame change should equal the clip's, which
-is what flicker and warping error measure (the plain loss treats each frame on its own).
+is what flicker and warping error measure (the plain loss treats each frame on its own). With a
+latent pool (kinema/train/latent_pool.py), a share of its batches decode the diffusion model's own
+latents and are scored against the clips they came from.
 
 Clips are rendered at the base size and randomly cropped (the VAE is fully convolutional), which
 keeps object scale while cutting the cost of each step. At export, the latents' mean and spread
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 
 from kinema.checkpoint import save_weights
 from kinema.train.distributed import DistInfo
+from kinema.train.latent_pool import LatentPool, crop_pair, pool_batches
 from kinema.vae.causal_vae import CausalVAE, VAEConfig
 from kinema.world.dataset import Bucket, ShapesDataset
 
@@ -64,14 +67,21 @@ class VAETask:
         decoder_only: bool = False,
         temporal_weight: float = 0.0,
         latent_noise: float = 0.0,
+        pool: LatentPool | None = None,
+        pool_share: float = 0.5,
     ):
         """init: start from these weights. decoder_only: freeze the encoder (and the latent
         normalisation), so a diffusion model trained on its latents stays valid.
         temporal_weight: weight of temporal_difference_error in the loss. latent_noise: the
         largest std of noise added to the latents before decoding, drawn per clip (normalised
-        units; CausalVAE.forward)."""
+        units; CausalVAE.forward). pool: pairs of the diffusion model's latents and their
+        clips; pool_share of the batches come from it (decoder-only)."""
         if latent_noise > 0 and not decoder_only:
             raise ValueError("latent_noise is for decoder-only fine-tunes (the encoder is kept)")
+        if pool is not None and not decoder_only:
+            raise ValueError("a latent pool is for decoder-only fine-tunes (its latents are fixed)")
+        if not 0 <= pool_share <= 1:
+            raise ValueError(f"pool_share must lie in [0, 1], got {pool_share}")
         self.model = init if init is not None else CausalVAE(cfg)
         self.cfg = self.model.cfg
         self.batch_size = batch_size
@@ -80,6 +90,8 @@ class VAETask:
         self.decoder_only = decoder_only
         self.temporal_weight = temporal_weight
         self.latent_noise = latent_noise
+        self.pool = pool
+        self.pool_share = pool_share if pool is not None else 0.0
         if decoder_only:
             self.model.encoder.requires_grad_(False)
 
@@ -93,19 +105,34 @@ class VAETask:
             world_size=info.world_size,
         )
         gen = torch.Generator().manual_seed(seed + info.rank)
+        shared = torch.Generator().manual_seed(seed)  # every rank takes a pool batch together
+        pooled = pool_batches(self.pool, self.batch_size, gen) if self.pool is not None else None
         for batch in data:
-            yield random_crop(batch.video, self.crop, gen).to(info.device)
+            if pooled is not None and float(torch.rand((), generator=shared)) < self.pool_share:
+                video, latents = crop_pair(*next(pooled), self.crop, self.cfg.spatial_factor, gen)
+                yield video.to(info.device), latents.to(info.device)
+            else:
+                yield random_crop(batch.video, self.crop, gen).to(info.device)
 
-    def samples_in(self, batch: torch.Tensor) -> int:
-        return batch.shape[0]
+    def samples_in(self, batch) -> int:
+        return (batch[0] if isinstance(batch, tuple) else batch).shape[0]
 
-    def loss(self, model, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        recon, mean, logvar = model(video, latent_noise=self.latent_noise)
+    def loss(self, model, batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """batch: a clip (B, 3, T, H, W), or a pool pair (clip, the model's latents)."""
+        if isinstance(batch, tuple):  # the diffusion model's latents, decoded as they are
+            video, latents = batch
+            recon, _, _ = model(None, latents=latents)
+            kl = recon.new_zeros(())
+        else:
+            video = batch
+            recon, mean, logvar = model(video, latent_noise=self.latent_noise)
+            kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
         l1 = (recon - video).abs().mean()
         mse = F.mse_loss(recon, video)
-        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
         loss = l1 + mse + self.kl_weight * kl
         logs = {"kl": kl.item(), "psnr": psnr(recon.detach(), video)}
+        if self.pool is not None:
+            logs["pool"] = float(isinstance(batch, tuple))
         if self.temporal_weight > 0:
             temporal = temporal_difference_error(recon, video)
             logs["temporal"] = temporal.item()

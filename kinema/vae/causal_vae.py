@@ -222,10 +222,20 @@ class CausalVAE(nn.Module):
             skip = 0 if start == 0 else 1 + f * (start - lo - 1)
             yield self.decoder(z[:, :, lo : start + chunk], skip=skip)
 
-    def forward(self, video: torch.Tensor, sample: bool = True, latent_noise: float = 0.0):
+    def forward(
+        self,
+        video: torch.Tensor | None,
+        sample: bool = True,
+        latent_noise: float = 0.0,
+        latents: torch.Tensor | None = None,
+    ):
         """latent_noise: the largest std of extra Gaussian noise on the latents, in the
         diffusion model's normalised units, drawn per clip from U(0, latent_noise), so that
-        the decoder learns to take imperfect generated latents as well as clean ones."""
+        the decoder learns to take imperfect generated latents as well as clean ones.
+        latents: decode these normalised latents instead of encoding `video` (training the
+        decoder on a diffusion model's own latents; mean and logvar are then None)."""
+        if latents is not None:
+            return self.decode(self.from_model(latents)), None, None
         mean, logvar = self.encode(video)
         z = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if sample else mean
         if latent_noise > 0:
