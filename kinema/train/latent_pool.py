@@ -135,4 +135,3 @@ def crop_pair(
 def pool_meta(pipe_name: str, clips: int, start_range: tuple[float, float]) -> dict:
     return {"model": pipe_name, "clips": clips, "start_range": list(start_range),
             "bucket": [POOL_BUCKET.width, POOL_BUCKET.height, POOL_BUCKET.num_frames]}  # fmt: skip
-
