@@ -27,10 +27,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from kinema.io.frames import to_tensor
 from kinema.models import load_dit, load_vae, resolve_model
 from kinema.text.encoder import TextEncoder
 from kinema.world.captions import canonical_caption
-from kinema.world.dataset import to_tensor
 from kinema.world.motion import motion_strength
 from kinema.world.pairs import mirrored
 from kinema.world.parse import parse_caption

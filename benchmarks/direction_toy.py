@@ -33,12 +33,12 @@ from direction_binding import noisy_after_first  # this folder's probe
 
 from kinema.dit.layers import TextWhitening
 from kinema.dit.transformer import DiT, DiTConfig
+from kinema.io.frames import to_tensor
 from kinema.models import MODELS, load_vae
 from kinema.sampling.schedules import shift_time
 from kinema.text.encoder import TextEncoder
 from kinema.train.dit_task import CaptionPool, stack_states
 from kinema.world.captions import canonical_caption
-from kinema.world.dataset import to_tensor
 from kinema.world.pairs import mirrored
 from kinema.world.render import render
 from kinema.world.sampler import place

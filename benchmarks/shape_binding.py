@@ -29,8 +29,8 @@ from rich.console import Console
 from rich.table import Table
 
 import kinema
+from kinema.io.frames import to_tensor
 from kinema.world.captions import canonical_caption
-from kinema.world.dataset import to_tensor
 from kinema.world.detect import detect
 from kinema.world.motion import motion_strength
 from kinema.world.pairs import reshaped

@@ -24,17 +24,16 @@ import torch
 from kinema.eval.generators import groundtruth
 from kinema.eval.shapesbench import BenchSettings, load_suite
 from kinema.eval.video_metrics import flicker, warping_error
+from kinema.io.frames import to_frames, to_tensor
 from kinema.models import MODELS, load_vae
 from kinema.train.vae_task import psnr
-from kinema.world.dataset import Bucket, ShapesDataset, to_tensor
+from kinema.world.dataset import Bucket, ShapesDataset
 
 HELD_OUT_SEED = 987_654_321
 
 
-def to_frames(video: torch.Tensor) -> np.ndarray:
-    """(3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8: the inverse of to_tensor."""
-    x = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(1, 2, 3, 0).numpy()
+def frames_of(video: torch.Tensor) -> np.ndarray:
+    return to_frames(video).numpy()
 
 
 def temporal_report(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
@@ -78,7 +77,7 @@ def main() -> None:
                 values += [psnr(recon[i : i + 1], video[i : i + 1]) for i in range(len(video))]
                 if bucket.num_frames == 17:
                     pairs += [
-                        (to_frames(v), to_frames(r)) for v, r in zip(video, recon, strict=True)
+                        (frames_of(v), frames_of(r)) for v, r in zip(video, recon, strict=True)
                     ]
         key = f"psnr_{bucket.width}x{bucket.height}x{bucket.num_frames}"
         report[key] = {"mean": round(sum(values) / len(values), 2), "min": round(min(values), 2)}
@@ -89,7 +88,7 @@ def main() -> None:
         for prompt in load_suite():
             truth = groundtruth(prompt.prompt, 0, BenchSettings())
             video = to_tensor(truth)[None]
-            pairs.append((truth, to_frames(vae.decode_chunked(vae.encode(video)[0])[0])))
+            pairs.append((truth, frames_of(vae.decode_chunked(vae.encode(video)[0])[0])))
     report["temporal_shapesbench_truth"] = temporal_report(pairs)
     if not args.no_memory:
         report["decode_peak_mb"] = {

@@ -961,14 +961,15 @@ def train_vae(
         raise UsageError("--latent-pool needs --decoder-only (the pool's latents are fixed)")
     if not 0 <= pool_share <= 1:
         raise UsageError(f"--pool-share must lie in [0, 1], got {pool_share:g}")
+    from kinema.models import load_vae
+
+    start = load_vae(init) if init is not None else None  # a bad path stops us before any work
     pool = None
     if latent_pool is not None:
-        from kinema.models import load_vae
         from kinema.train.latent_pool import LatentPoolError, load_latent_pool
 
         try:
-            channels = load_vae(init).cfg.latent_channels
-            pool = load_latent_pool(latent_pool, channels)
+            pool = load_latent_pool(latent_pool, start.cfg.latent_channels)
         except LatentPoolError as e:
             raise UsageError(str(e)) from None
     info = init_distributed()
@@ -976,11 +977,6 @@ def train_vae(
         str(output), steps=steps, minutes=minutes, lr=lr, warmup=min(200, steps // 5), seed=seed,
         save_every=250, log_every=log_every,
     )  # fmt: skip
-    start = None
-    if init is not None:
-        from kinema.models import load_vae
-
-        start = load_vae(init)
     train(
         VAETask(
             batch_size=batch_size, crop=crop, init=start, decoder_only=decoder_only,
@@ -1138,13 +1134,8 @@ def train_dit(
         focus_kinds(focus_on)
     except ValueError as e:
         raise UsageError(f"--pair-focus-on {pair_focus_on!r}: {e} (comma-separated)") from None
-    info = init_distributed()
-    if precision == "auto":
-        precision = "bf16" if native_bf16(info.device) else "fp32"
-    output.mkdir(parents=True, exist_ok=True)
-    cfg = DiTConfig(dim=dim, ffn_dim=4 * dim, heads=heads, layers=layers, prediction=prediction,
-                    micro_conditioning=micro, pooled_text=pooled_text,
-                    text_whitening=whiten_text)  # fmt: skip
+    # weights are loaded (and a bad path reported) before any process group or run folder
+    latent_vae = load_vae(vae)
     start = (
         load_dit(
             init,
@@ -1155,11 +1146,18 @@ def train_dit(
         if init is not None
         else None
     )
+    info = init_distributed()
+    if precision == "auto":
+        precision = "bf16" if native_bf16(info.device) else "fp32"
+    output.mkdir(parents=True, exist_ok=True)
+    cfg = DiTConfig(dim=dim, ffn_dim=4 * dim, heads=heads, layers=layers, prediction=prediction,
+                    micro_conditioning=micro, pooled_text=pooled_text,
+                    text_whitening=whiten_text)  # fmt: skip
     if start is not None:
         cfg = start.cfg
     cache = output if info.is_main else None  # one writer for the caption cache
     task = DiTTask(
-        load_vae(vae).to(info.device),
+        latent_vae.to(info.device),
         TextEncoder(),
         cfg,
         batch_size,

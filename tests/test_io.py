@@ -229,3 +229,16 @@ def test_load_image_applies_the_exif_orientation(tmp_path):
     upright = load_image(tmp_path / "phone.jpg")
     assert upright.shape == (40, 20, 3)  # portrait, as a viewer shows it
     assert upright[:20].mean() > 200 and upright[20:].mean() < 50  # white half on top
+
+
+def test_frames_and_tensors_convert_both_ways_exactly():
+    import torch
+
+    from kinema.io.frames import to_frames, to_tensor
+
+    frames = np.random.default_rng(0).integers(0, 256, (5, 8, 6, 3), dtype=np.uint8)
+    video = to_tensor(frames[:, ::-1])  # a non-contiguous view is fine
+    assert video.shape == (3, 5, 8, 6) and video.min() >= -1 and video.max() <= 1
+    assert np.array_equal(to_frames(video).numpy(), frames[:, ::-1])
+    # values past the range clip to black and white rather than wrapping around
+    assert to_frames(torch.tensor([-3.0, 3.0]).view(1, 2, 1, 1)).flatten().tolist() == [0, 255]

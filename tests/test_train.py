@@ -441,3 +441,22 @@ def test_train_vae_bad_options_exit_2(tmp_path, args, needle):
     result = run_kinema("train", "vae", "-o", "run", "--steps", "1", *args, cwd=tmp_path)
     assert_user_error(result, needle)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["dit", "--vae", "missing.safetensors"],
+     ["dit", "--vae", "VAE", "--init", "missing.safetensors"],
+     ["vae", "--decoder-only", "--init", "missing.safetensors"]],
+    ids=["dit-missing-vae", "dit-missing-init", "vae-missing-init"],
+)  # fmt: skip
+def test_train_with_missing_weights_exits_2_before_making_a_run_folder(tmp_path, args):
+    from cli_helpers import assert_user_error, run_kinema
+
+    from kinema.models import MODELS
+
+    vae = str(MODELS["kinema-tiny"] / "vae.safetensors")
+    args = [vae if a == "VAE" else a for a in args]
+    result = run_kinema("train", *args, "-o", "run", "--steps", "1", cwd=tmp_path)
+    assert_user_error(result, "missing.safetensors")
+    assert not (tmp_path / "run").exists()

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from kinema.io.frames import to_tensor
 from kinema.sampling.guidance import KnownFrames
 from kinema.vae.causal_vae import CausalVAE, latent_frames
 
@@ -62,8 +63,7 @@ def fit_image(
 
 def _to_video(frames: np.ndarray) -> torch.Tensor:
     """(T, H, W, 3) uint8 -> (1, 3, T, H, W) in [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).float() / 127.5 - 1.0
-    return x.permute(3, 0, 1, 2)[None]
+    return to_tensor(frames)[None]
 
 
 @torch.inference_mode()

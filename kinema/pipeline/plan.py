@@ -40,6 +40,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from kinema.dit.transformer import DiT, DiTConfig
+from kinema.io.frames import to_frames
 from kinema.pipeline.long_clip import ChainSettings
 from kinema.pipeline.text_to_video import GenerationError, GenerationSettings, TextToVideo
 from kinema.pipeline.wan_i2v import wan_images
@@ -290,7 +291,7 @@ def _trace_decode(dit_cfg, vae_cfg, latent_shape) -> Trace:
 
     def decode():
         for video in decode_pieces(vae, vae.from_model(z)):
-            ((video[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            to_frames(video[0])
 
     trace = _trace(decode)
     _, _, n, h, w = latent_shape

@@ -19,6 +19,7 @@ import torch
 
 from kinema.dit.transformer import DiT
 from kinema.frame_budget import frames_over_budget
+from kinema.io.frames import to_frames
 from kinema.pipeline.conditioning import FrameConditions, known_frames
 from kinema.pipeline.image_encoder import ClipImageEncoder
 from kinema.pipeline.memory import Placement, cast_dit, module_device, move_to
@@ -308,9 +309,9 @@ class TextToVideo:
         with self.placement.working(self.vae):
             z = self.vae.from_model(latents.to(self.placement.device))
             for video in decode_pieces(self.vae, z, self.decode_tile):  # (1, 3, t, H, W)
-                piece = ((video[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-                frames[done : done + piece.shape[1]] = piece.permute(1, 2, 3, 0).cpu().numpy()
-                done += piece.shape[1]
+                piece = to_frames(video[0])
+                frames[done : done + piece.shape[0]] = piece.cpu().numpy()
+                done += piece.shape[0]
         return frames
 
     def image_condition(

@@ -25,10 +25,11 @@ import torch
 
 from kinema.checkpoint import save_weights
 from kinema.dit.transformer import DiT, DiTConfig
+from kinema.io.frames import to_tensor
 from kinema.sampling.schedules import shift_time
 from kinema.train.distributed import DistInfo
 from kinema.vae.causal_vae import CausalVAE
-from kinema.world.dataset import Bucket, to_tensor
+from kinema.world.dataset import Bucket
 from kinema.world.motion import motion_strength
 from kinema.world.pairs import (
     SWAPPED_SHAPE,

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from kinema.io.frames import to_frames
 from kinema.pipeline.text_to_video import with_defaults
 from kinema.world.dataset import Bucket, ShapesDataset
 
@@ -71,8 +72,7 @@ def build_latent_pool(
         cond, uncond = t2v.encode_prompt(batch.captions[0], s.negative_prompt)
         noise = torch.randn(z.shape, generator=gen)
         out = t2v.sample((1 - t0) * z + t0 * noise, cond, uncond, s, start_time=t0)
-        frames = batch.video[0].add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
-        videos.append(frames.permute(1, 2, 3, 0))  # (T, H, W, 3)
+        videos.append(to_frames(batch.video[0]))
         latents.append(out[0].cpu().half())
         starts.append(t0)
         if on_clip is not None:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from kinema.io.frames import to_tensor
 from kinema.world.captions import canonical_caption, caption
 from kinema.world.render import render
 from kinema.world.sampler import random_scene
@@ -43,11 +44,6 @@ class ShapesBatch:
     captions: list[str]
     scenes: list[Scene]
     bucket: Bucket
-
-
-def to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> (3, T, H, W) float32 in [-1, 1]."""
-    return torch.from_numpy(frames).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
 
 
 class ShapesDataset(IterableDataset):
