@@ -7,7 +7,9 @@ is measured in a fresh process per length (max resident set size), so lengths do
 On the 17-frame clips, and on ShapesBench's own ground-truth clips (its suite's prompts, seed 0),
 it also reports flicker and warping error of the clips and of their reconstructions: a generated
 clip passes through the same decoder, so the ratio to the truth is a floor under any diffusion
-model's.
+model's. With --pool (a held-out latent pool, tools/latent_pool.py --seed S), it decodes a
+diffusion model's own latents and scores them against the clips they came from: what a decoder
+fine-tuned on such pairs (kinema train vae --latent-pool) is for.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,6 +29,7 @@ from kinema.eval.shapesbench import BenchSettings, load_suite
 from kinema.eval.video_metrics import flicker, warping_error
 from kinema.io.frames import to_frames, to_tensor
 from kinema.models import MODELS, load_vae
+from kinema.train.latent_pool import load_latent_pool
 from kinema.train.vae_task import psnr
 from kinema.world.dataset import Bucket, ShapesDataset
 
@@ -46,6 +50,18 @@ def temporal_report(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, flo
     return out
 
 
+def pool_report(vae, pool) -> dict:
+    """PSNR, flicker and warping error of a latent pool's decodes against its clips."""
+    values, pairs = [], []
+    with torch.inference_mode():
+        for frames, latents in zip(pool.video, pool.latents, strict=True):
+            recon = vae.decode_chunked(vae.from_model(latents[None].float()))
+            values.append(psnr(recon, to_tensor(frames.numpy())[None]))
+            pairs.append((frames.numpy(), frames_of(recon[0])))
+    return {"clips": len(pool), "psnr": round(float(np.mean(values)), 2),
+            **temporal_report(pairs)}  # fmt: skip
+
+
 def decode_peak_mb(vae_path: str, latent_frames: int) -> float:
     code = (
         "import resource, torch; from kinema.models import load_vae;"
@@ -63,6 +79,7 @@ def main() -> None:
     parser.add_argument("--vae", default=str(MODELS["kinema-tiny"] / "vae.safetensors"))
     parser.add_argument("--clips", type=int, default=64)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--pool", type=Path, help="a held-out latent pool to decode and score")
     args = parser.parse_args()
     vae = load_vae(args.vae)
     report = {"vae": args.vae, "clips": args.clips}
@@ -90,6 +107,8 @@ def main() -> None:
             video = to_tensor(truth)[None]
             pairs.append((truth, frames_of(vae.decode_chunked(vae.encode(video)[0])[0])))
     report["temporal_shapesbench_truth"] = temporal_report(pairs)
+    if args.pool is not None:
+        report["generated_latents"] = pool_report(vae, load_latent_pool(args.pool))
     if not args.no_memory:
         report["decode_peak_mb"] = {
             f"{4 * (n - 1) + 1}_frames": round(decode_peak_mb(args.vae, n), 1) for n in (5, 20, 80)

@@ -15,7 +15,7 @@ import torch
 from rich.progress import Progress
 
 from kinema.api import load
-from kinema.train.latent_pool import build_latent_pool, pool_meta, save_latent_pool
+from kinema.train.latent_pool import POOL_SEED, build_latent_pool, pool_meta, save_latent_pool
 
 
 def main() -> None:
@@ -25,6 +25,8 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=1000)
     ap.add_argument("--start", type=float, nargs=2, default=[0.5, 0.9], metavar=("LO", "HI"),
                     help="flow times t0 are drawn uniformly from [LO, HI]")  # fmt: skip
+    ap.add_argument("--seed", type=int, default=POOL_SEED,
+                    help="scene and noise stream (another seed gives a held-out pool)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("-o", "--out", type=Path, default=Path("runs/pool.safetensors"))
     args = ap.parse_args()
@@ -38,9 +40,10 @@ def main() -> None:
     began = time.perf_counter()
     with Progress() as progress:
         task = progress.add_task("sampling", total=args.clips)
-        pool = build_latent_pool(pipe, args.clips, (lo, hi),
+        pool = build_latent_pool(pipe, args.clips, (lo, hi), args.seed,
                                  on_clip=lambda i: progress.update(task, completed=i + 1))  # fmt: skip
-    path = save_latent_pool(pool, args.out, pool_meta(args.model, args.clips, (lo, hi)))
+    meta = {**pool_meta(args.model, args.clips, (lo, hi)), "seed": args.seed}
+    path = save_latent_pool(pool, args.out, meta)
     took = time.perf_counter() - began
     print(f"wrote {path}: {len(pool)} clips in {took:.0f} s ({took / len(pool):.2f} s a clip)")
 
