@@ -40,8 +40,14 @@ def main() -> None:
     began = time.perf_counter()
     with Progress() as progress:
         task = progress.add_task("sampling", total=args.clips)
-        pool = build_latent_pool(pipe, args.clips, (lo, hi), args.seed,
-                                 on_clip=lambda i: progress.update(task, completed=i + 1))  # fmt: skip
+
+        def on_clip(i: int) -> None:
+            progress.update(task, completed=i + 1)
+            if not progress.console.is_terminal and (i + 1) % 100 == 0:  # a log file sees no bar
+                rate = (time.perf_counter() - began) / (i + 1)
+                print(f"{i + 1} of {args.clips} clips ({rate:.2f} s a clip)", flush=True)
+
+        pool = build_latent_pool(pipe, args.clips, (lo, hi), args.seed, on_clip=on_clip)
     meta = {**pool_meta(args.model, args.clips, (lo, hi)), "seed": args.seed}
     path = save_latent_pool(pool, args.out, meta)
     took = time.perf_counter() - began
