@@ -1028,8 +1028,6 @@ def train_dit(
     pairs: Annotated[
         float,
         typer.Option(
-            min=0.0,
-            max=1.0,
             help="share of samples trained as direction pairs: a scene and its mirror image "
             "with the same noise, told apart only by the caption's direction words",
         ),
@@ -1037,7 +1035,6 @@ def train_dit(
     time_shift: Annotated[
         float,
         typer.Option(
-            min=1.0,
             help="shift the training times towards noise like the sampler's schedule (3: "
             "kinema-tiny's sampling shift)",
         ),
@@ -1045,8 +1042,6 @@ def train_dit(
     direction_focus: Annotated[
         float,
         typer.Option(
-            min=0.0,
-            max=1.0,
             help="share of batches made only of left/right/up/down movers with their first "
             "frame revealed and their mirror image beside them (teaches the direction words)",
         ),
@@ -1054,8 +1049,6 @@ def train_dit(
     high_noise: Annotated[
         float,
         typer.Option(
-            min=0.0,
-            max=1.0,
             help="share of samples trained at times drawn uniformly from [0.9, 1], where a "
             "clip's direction, count and layout are decided (on top of --time-shift)",
         ),
@@ -1063,8 +1056,6 @@ def train_dit(
     count_pairs: Annotated[
         float,
         typer.Option(
-            min=0.0,
-            max=1.0,
             help="chance that a sample of two or more objects comes with the same scene less "
             "one object as a pair (same noise; only the caption says whether it is there)",
         ),
@@ -1072,8 +1063,6 @@ def train_dit(
     shape_pairs: Annotated[
         float,
         typer.Option(
-            min=0.0,
-            max=1.0,
             help="chance that a sample with a circle or a square comes with the same scene "
             "with one of them drawn as the other shape (same noise; only the caption's shape "
             "word tells them apart)",
@@ -1082,7 +1071,6 @@ def train_dit(
     pair_focus: Annotated[
         float,
         typer.Option(
-            min=0.0,
             help="extra loss weight (on top of 1) where a pair's two clean latents differ, "
             "largest difference in a frame gets all of it: a square's corners or a count pair's "
             "missing object are a few latent pixels of a plain MSE",
@@ -1097,7 +1085,6 @@ def train_dit(
     frame_change: Annotated[
         float,
         typer.Option(
-            min=0.0,
             help="weight of a loss term on the frame-to-frame change of the prediction's "
             "error: an error that flips between frames is flicker, one a plain MSE does not "
             "single out",
@@ -1129,6 +1116,15 @@ def train_dit(
 
     if precision not in ("auto", "bf16", "fp32"):
         raise UsageError(f"--precision must be auto, bf16 or fp32, got {precision!r}")
+    shares = {"--pairs": pairs, "--direction-focus": direction_focus, "--high-noise": high_noise,
+              "--count-pairs": count_pairs, "--shape-pairs": shape_pairs}  # fmt: skip
+    for name, value in shares.items():
+        if not 0 <= value <= 1:
+            raise UsageError(f"{name} is a share of samples, from 0 to 1, got {value:g}")
+    if time_shift < 1:
+        raise UsageError(f"--time-shift must be 1 (no shift) or more, got {time_shift:g}")
+    if pair_focus < 0 or frame_change < 0:
+        raise UsageError("--pair-focus and --frame-change take 0 or more")
     focus_on = tuple(k.strip() for k in pair_focus_on.split(",") if k.strip())
     try:  # checked before any work, like every option
         focus_kinds(focus_on)

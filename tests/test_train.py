@@ -460,3 +460,21 @@ def test_train_with_missing_weights_exits_2_before_making_a_run_folder(tmp_path,
     result = run_kinema("train", *args, "-o", "run", "--steps", "1", cwd=tmp_path)
     assert_user_error(result, "missing.safetensors")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [(["--pairs", "2"], "--pairs is a share of samples, from 0 to 1, got 2"),
+     (["--high-noise", "-0.1"], "--high-noise is a share"),
+     (["--time-shift", "0.5"], "--time-shift must be 1"),
+     (["--frame-change", "-1"], "0 or more")],
+    ids=["pairs", "high-noise", "time-shift", "frame-change"],
+)  # fmt: skip
+def test_train_dit_out_of_range_options_exit_2_with_one_line(tmp_path, args, needle):
+    from cli_helpers import assert_user_error, run_kinema
+
+    # the options are checked before the weights load: a missing --vae is not reached
+    result = run_kinema("train", "dit", "--vae", "missing.safetensors", "-o", "run", *args,
+                        cwd=tmp_path)  # fmt: skip
+    assert_user_error(result, needle)
+    assert not (tmp_path / "run").exists()
