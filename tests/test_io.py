@@ -240,5 +240,7 @@ def test_frames_and_tensors_convert_both_ways_exactly():
     video = to_tensor(frames[:, ::-1])  # a non-contiguous view is fine
     assert video.shape == (3, 5, 8, 6) and video.min() >= -1 and video.max() <= 1
     assert np.array_equal(to_frames(video).numpy(), frames[:, ::-1])
+    batch = to_tensor(np.stack([frames, frames[::-1]]))  # leading dims are kept
+    assert batch.shape == (2, 3, 5, 8, 6) and torch.equal(batch[0], to_tensor(frames))
     # values past the range clip to black and white rather than wrapping around
     assert to_frames(torch.tensor([-3.0, 3.0]).view(1, 2, 1, 1)).flatten().tolist() == [0, 255]

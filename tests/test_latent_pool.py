@@ -11,6 +11,7 @@ from cli_helpers import assert_user_error, run_kinema
 from model_helpers import tiny_model
 from test_train import free_port
 
+from kinema.io.frames import to_tensor
 from kinema.train.latent_pool import (
     LatentPool,
     LatentPoolError,
@@ -47,7 +48,7 @@ def test_pool_pairs_world_clips_with_sampled_latents_from_their_own_start(pool_f
     # them): closer to their own clip's latents than to the other clip's
     vae = load_vae(MODELS["kinema-tiny"] / "vae.safetensors")
     with torch.no_grad():
-        video = pool.video.permute(0, 4, 1, 2, 3).float().div(127.5).sub(1)
+        video = to_tensor(pool.video.numpy())
         clean = vae.to_model(vae.encode(video)[0])
     own = (pool.latents.float() - clean).pow(2).mean(dim=(1, 2, 3, 4))
     other = (pool.latents.float() - clean.flip(0)).pow(2).mean(dim=(1, 2, 3, 4))

@@ -7,9 +7,9 @@ import torch
 
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> (3, T, H, W) float32 in [-1, 1]."""
+    """(..., T, H, W, 3) uint8 -> (..., 3, T, H, W) float32 in [-1, 1] (a clip, or a batch)."""
     x = torch.from_numpy(np.ascontiguousarray(frames))
-    return x.permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+    return x.movedim(-1, -4).float().div(127.5).sub(1.0)
 
 
 def to_frames(video: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from kinema.io.frames import to_frames
+from kinema.io.frames import to_frames, to_tensor
 from kinema.pipeline.text_to_video import with_defaults
 from kinema.world.dataset import Bucket, ShapesDataset
 
@@ -113,8 +113,7 @@ def pool_batches(
     float32, normalised units)."""
     while True:
         idx = torch.randint(0, len(pool), (batch_size,), generator=gen)
-        video = pool.video[idx].permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
-        yield video, pool.latents[idx].float()
+        yield to_tensor(pool.video[idx].numpy()), pool.latents[idx].float()
 
 
 def crop_pair(
