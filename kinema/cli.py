@@ -1082,6 +1082,13 @@ def train_dit(
             help="which pairs get --pair-focus, comma-separated: direction, count, shape",
         ),
     ] = "direction,count,shape",
+    object_counts: Annotated[
+        str | None,
+        typer.Option(
+            help="relative weights of scenes with 1, 2 and 3 objects among the training "
+            "samples, e.g. 2,1,1 (default: the caption pool's mix, about equal)",
+        ),
+    ] = None,
     frame_change: Annotated[
         float,
         typer.Option(
@@ -1111,7 +1118,7 @@ def train_dit(
     from kinema.models import load_dit, load_vae
     from kinema.text.encoder import TextEncoder
     from kinema.train.distributed import init_distributed, shutdown
-    from kinema.train.dit_task import DiTTask, focus_kinds
+    from kinema.train.dit_task import DiTTask, check_object_counts, focus_kinds
     from kinema.train.trainer import TrainConfig, native_bf16, train
 
     if precision not in ("auto", "bf16", "fp32"):
@@ -1125,6 +1132,18 @@ def train_dit(
         raise UsageError(f"--time-shift must be 1 (no shift) or more, got {time_shift:g}")
     if pair_focus < 0 or frame_change < 0:
         raise UsageError("--pair-focus and --frame-change take 0 or more")
+    counts = None
+    if object_counts is not None:
+        try:
+            counts = tuple(float(w) for w in object_counts.split(","))
+        except ValueError:
+            raise UsageError(
+                f"--object-counts takes comma-separated numbers, like 2,1,1; got {object_counts!r}"
+            ) from None
+        try:
+            check_object_counts(counts)
+        except ValueError as e:
+            raise UsageError(f"--object-counts takes {e}") from None
     focus_on = tuple(k.strip() for k in pair_focus_on.split(",") if k.strip())
     try:  # checked before any work, like every option
         focus_kinds(focus_on)
@@ -1170,6 +1189,7 @@ def train_dit(
         pair_focus=pair_focus,
         pair_focus_on=focus_on,
         frame_change=frame_change,
+        object_counts=counts,
     )
     tcfg = TrainConfig(
         str(output), steps=steps, minutes=minutes, lr=lr, warmup=300, seed=seed, save_every=250,

@@ -212,6 +212,40 @@ def test_count_pairs_are_one_scene_less_one_object_with_the_same_noise():
     assert _caption_pairs_in_batches(count_pairs=1.0) >= 4
 
 
+def test_object_counts_reweight_the_scenes_drawn_from_the_caption_pool():
+    import numpy as np
+
+    from kinema.dit.transformer import DiTConfig
+    from kinema.train.dit_task import DiTTask, pool_pick_probs
+    from kinema.vae.causal_vae import CausalVAE, VAEConfig
+    from kinema.world.spec import ObjectSpec, Scene
+
+    one = ObjectSpec("circle", "red", "small", "still", "slow", (0.3, 0.5))
+    other = ObjectSpec("square", "blue", "small", "still", "slow", (0.7, 0.5))
+    scenes = [Scene(objects=(one,), background="black")] + [
+        Scene(objects=(one, other), background="black")
+    ] * 3  # one single-object scene among four
+    assert pool_pick_probs(scenes, None) is None  # the uniform draw of earlier stages
+    probs = pool_pick_probs(scenes, (1, 1, 0))
+    assert probs[0] == pytest.approx(0.5) and probs[1:] == pytest.approx([1 / 6] * 3)
+    with pytest.raises(ValueError, match="leave no scene"):
+        pool_pick_probs(scenes, (0, 0, 1))  # no three-object scene in this pool
+
+    vae = CausalVAE(VAEConfig(latent_channels=4, channels=(8, 16, 16), temporal_blocks=1))
+    cfg = DiTConfig(in_channels=4, out_channels=4, dim=32, ffn_dim=64, heads=2, layers=1,
+                    text_dim=8)  # fmt: skip
+    rng = np.random.default_rng(0)
+
+    def single_share(**kw) -> float:
+        task = DiTTask(vae, word_encoder, cfg, batch_size=4, pool_size=300, **kw)
+        picks = [task._pick(rng) for _ in range(2000)]
+        return float(np.mean([len(task.pool.scenes[i].objects) == 1 for i in picks]))
+
+    assert 0.25 < single_share() < 0.42  # the pool's own mix: about a third
+    assert 0.45 < single_share(object_counts=(2, 1, 1)) < 0.55
+    assert single_share(object_counts=(1, 0, 0)) == 1.0
+
+
 def test_shape_pairs_swap_one_circle_or_square_with_the_same_noise():
     from kinema.world.pairs import canonical_captions, reshaped
     from kinema.world.spec import ObjectSpec, Scene
@@ -467,8 +501,13 @@ def test_train_with_missing_weights_exits_2_before_making_a_run_folder(tmp_path,
     [(["--pairs", "2"], "--pairs is a share of samples, from 0 to 1, got 2"),
      (["--high-noise", "-0.1"], "--high-noise is a share"),
      (["--time-shift", "0.5"], "--time-shift must be 1"),
-     (["--frame-change", "-1"], "0 or more")],
-    ids=["pairs", "high-noise", "time-shift", "frame-change"],
+     (["--frame-change", "-1"], "0 or more"),
+     (["--object-counts", "2,one,1"], "comma-separated numbers, like 2,1,1"),
+     (["--object-counts", "2,1"], "3 weights, one for scenes of each count"),
+     (["--object-counts", "1,-1,1"], "none negative"),
+     (["--object-counts", "nan,1,1"], "finite")],
+    ids=["pairs", "high-noise", "time-shift", "frame-change", "counts-word", "counts-two",
+         "counts-negative", "counts-nan"],
 )  # fmt: skip
 def test_train_dit_out_of_range_options_exit_2_with_one_line(tmp_path, args, needle):
     from cli_helpers import assert_user_error, run_kinema

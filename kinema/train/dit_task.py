@@ -29,6 +29,7 @@ from kinema.io.frames import to_tensor
 from kinema.sampling.schedules import shift_time
 from kinema.train.distributed import DistInfo
 from kinema.vae.causal_vae import CausalVAE
+from kinema.world import vocab
 from kinema.world.dataset import Bucket
 from kinema.world.motion import motion_strength
 from kinema.world.pairs import (
@@ -185,6 +186,38 @@ def focus_kinds(names) -> set[str]:
     return {PAIR_KINDS[k] for k in names}
 
 
+def check_object_counts(object_counts) -> list[float]:
+    """The weights as floats; ValueError unless there is one non-negative weight per object
+    count (1 to vocab.MAX_OBJECTS), not all 0."""
+    weights = [float(w) for w in object_counts]
+    finite = all(np.isfinite(weights))
+    if len(weights) != vocab.MAX_OBJECTS or not finite or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(
+            f"{vocab.MAX_OBJECTS} weights, one for scenes of each count from 1 to "
+            f"{vocab.MAX_OBJECTS} objects, finite, none negative and not all 0; got "
+            f"{','.join(f'{w:g}' for w in weights)}"
+        )
+    return weights
+
+
+def pool_pick_probs(scenes: list[Scene], object_counts) -> np.ndarray | None:
+    """Probability of drawing each pool scene so that scenes of n objects come with relative
+    weight object_counts[n - 1] (None: None, a uniform draw). ValueError for weights that are
+    not one non-negative number per object count (vocab.MAX_OBJECTS), or that leave nothing."""
+    if object_counts is None:
+        return None
+    weights = check_object_counts(object_counts)
+    counts = np.array([len(s.objects) for s in scenes])
+    per_scene = np.zeros(len(scenes))
+    for n, w in enumerate(weights, start=1):
+        have = counts == n
+        if have.any():
+            per_scene[have] = w / have.sum()
+    if per_scene.sum() <= 0:
+        raise ValueError(f"object counts {object_counts} leave no scene of the caption pool")
+    return per_scene / per_scene.sum()
+
+
 class DiTTask:
     name = "dit"
 
@@ -211,6 +244,7 @@ class DiTTask:
         pair_focus: float = 0.0,
         pair_focus_on: tuple[str, ...] = ("direction", "count", "shape"),
         frame_change: float = 0.0,
+        object_counts: tuple[float, ...] | None = None,
     ):
         """reuse: optimizer steps per rendered and encoded batch (each with fresh noise and
         times); rendering and VAE encoding cost about as much as a step of the transformer.
@@ -237,7 +271,11 @@ class DiTTask:
         pair_focus_on: which pairs get it: "direction" (mirror), "count", "shape".
         frame_change: weight of frame_change_error (over latent frames) added to the loss:
         long stages that sharpen direction made frames flicker (docs/training.md), an error
-        the plain MSE does not tell apart from any other."""
+        the plain MSE does not tell apart from any other.
+        object_counts: relative weights of scenes with 1, 2, ... objects among the samples
+        drawn from the caption pool (None: the pool's own mix, about equal). Two thirds of the
+        pool's scenes hold two or three objects, and a model that draws a second copy of "a red
+        circle" is drawing that majority."""
         self.model = init.train().requires_grad_(True) if init is not None else DiT(cfg)
         self.cfg = self.model.cfg
         self.vae = vae.eval().requires_grad_(False)
@@ -258,6 +296,7 @@ class DiTTask:
         self.frame_change = frame_change
         cache = cache_dir / f"captions_{pool_size}_pairs.pt" if cache_dir is not None else None
         self.pool = CaptionPool(encoder, pool_size, seed=1234, cache=cache)
+        self.pick_probs = pool_pick_probs(self.pool.scenes, object_counts)
         self.movers = [i for i, m in enumerate(self.pool.mirror_states) if m is not None]
         if self.cfg.text_whitening and not self.model.text_whitening.fitted:
             # the same pool (same seed) on every rank, so every rank fits the same statistics
@@ -265,6 +304,12 @@ class DiTTask:
 
     def samples_in(self, batch: DiTBatch) -> int:
         return batch.latents.shape[0]
+
+    def _pick(self, rng: np.random.Generator) -> int:
+        """A pool index: uniform, or weighted by object count (object_counts)."""
+        if self.pick_probs is None:  # the stream of earlier stages, draw for draw
+            return int(rng.integers(len(self.pool)))
+        return int(rng.choice(len(self.pool), p=self.pick_probs))
 
     @torch.inference_mode()
     def _encode(self, video: torch.Tensor) -> torch.Tensor:
@@ -292,11 +337,7 @@ class DiTTask:
             if focus:
                 pair_prob = 1.0
             while len(picks) < n:
-                i = (
-                    self.movers[int(rng.integers(len(self.movers)))]
-                    if focus
-                    else int(rng.integers(len(self.pool)))
-                )
+                i = self.movers[int(rng.integers(len(self.movers)))] if focus else self._pick(rng)
                 picks.append((i, "", len(picks)))
                 paired = self.pool.mirror_states[i] is not None and rng.random() < pair_prob
                 if paired and len(picks) < n:
