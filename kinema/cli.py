@@ -1118,7 +1118,7 @@ def train_dit(
     from kinema.models import load_dit, load_vae
     from kinema.text.encoder import TextEncoder
     from kinema.train.distributed import init_distributed, shutdown
-    from kinema.train.dit_task import DiTTask, check_object_counts, focus_kinds
+    from kinema.train.dit_task import DiTTask, focus_kinds, parse_object_counts
     from kinema.train.trainer import TrainConfig, native_bf16, train
 
     if precision not in ("auto", "bf16", "fp32"):
@@ -1132,18 +1132,10 @@ def train_dit(
         raise UsageError(f"--time-shift must be 1 (no shift) or more, got {time_shift:g}")
     if pair_focus < 0 or frame_change < 0:
         raise UsageError("--pair-focus and --frame-change take 0 or more")
-    counts = None
-    if object_counts is not None:
-        try:
-            counts = tuple(float(w) for w in object_counts.split(","))
-        except ValueError:
-            raise UsageError(
-                f"--object-counts takes comma-separated numbers, like 2,1,1; got {object_counts!r}"
-            ) from None
-        try:
-            check_object_counts(counts)
-        except ValueError as e:
-            raise UsageError(f"--object-counts takes {e}") from None
+    try:
+        counts = None if object_counts is None else parse_object_counts(object_counts)
+    except ValueError as e:
+        raise UsageError(f"--object-counts takes {e}") from None
     focus_on = tuple(k.strip() for k in pair_focus_on.split(",") if k.strip())
     try:  # checked before any work, like every option
         focus_kinds(focus_on)

@@ -200,6 +200,17 @@ def check_object_counts(object_counts) -> list[float]:
     return weights
 
 
+def parse_object_counts(text: str) -> tuple[float, ...]:
+    """'2,1,1' -> (2.0, 1.0, 1.0), checked by check_object_counts; ValueError saying what the
+    option takes."""
+    try:
+        weights = tuple(float(w) for w in text.split(","))
+    except ValueError:
+        raise ValueError(f"comma-separated numbers, like 2,1,1; got {text!r}") from None
+    check_object_counts(weights)
+    return weights
+
+
 def pool_pick_probs(scenes: list[Scene], object_counts) -> np.ndarray | None:
     """Probability of drawing each pool scene so that scenes of n objects come with relative
     weight object_counts[n - 1]; None for object_counts None (the uniform draw). ValueError for
