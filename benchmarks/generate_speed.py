@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--cache-interval", type=int, help="step caching [default: the model's]")
+    parser.add_argument("--eta", type=float, help="fresh noise per step [default: the model's]")
     args = parser.parse_args()
     prompt = "a red circle moving left on a black background"
 
@@ -50,7 +51,7 @@ def main() -> None:
     load_s = time.perf_counter() - start
     t2v = pipe.t2v
     # the model's own sampler defaults (kinema-tiny: step caching, interval 3) unless told
-    sampler = {"steps": args.steps, "cache_interval": args.cache_interval}
+    sampler = {"steps": args.steps, "cache_interval": args.cache_interval, "eta": args.eta}
     settings = pipe.settings(**sampler)
     t2v.generate(prompt, settings)  # warm-up
     runs = []
@@ -84,7 +85,8 @@ def main() -> None:
         start = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "kinema.cli", "generate", prompt, "-o", str(out), "--model", args.model,
-             "--steps", str(args.steps)] + ["--cache-interval", str(args.cache_interval)] * (args.cache_interval is not None),
+             "--steps", str(args.steps)] + ["--cache-interval", str(args.cache_interval)] * (args.cache_interval is not None)
+            + ["--eta", str(args.eta)] * (args.eta is not None),
             check=True, capture_output=True,
         )  # fmt: skip
         cold_s = time.perf_counter() - start
@@ -95,6 +97,8 @@ def main() -> None:
                  "seconds": clip_seconds},
         "steps": args.steps,
         "cache_interval": settings.cache_interval,
+        "eta": settings.eta,
+        "eta_from": settings.eta_from,
         "load_seconds": round(load_s, 2),
         "warm_seconds_best": round(best["total"], 3),
         "warm_stages_best": {k: round(v, 3) for k, v in best.items() if k != "total"},

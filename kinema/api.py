@@ -238,6 +238,8 @@ class Pipeline:
         cache_threshold: float | None = None,
         cache_guidance_every: int | None = None,
         cache_interval: int | None = None,
+        eta: float | None = None,
+        eta_from: float | None = None,
     ) -> Video:
         """A clip from a prompt, optionally pinned to images. Clips longer than the model's one
         window (self.base.max_frames; kinema-tiny: 33 frames) are chains of windows (or
@@ -245,14 +247,16 @@ class Pipeline:
         callback(step, steps, latents) per sampler step (per window for chains). Step caching
         (kinema/sampling/step_cache.py): cache_threshold reuses blocks (None: off),
         cache_guidance_every k > 1 runs the unconditional branch every k-th step only,
-        cache_interval n > 1 runs every n-th step in full and reuses both in between."""
+        cache_interval n > 1 runs every n-th step in full and reuses both in between. eta: fresh
+        noise in each Euler step, 0 (the ODE) to 1 (ancestral), in the steps that start at flow
+        time eta_from or below (kinema-tiny: 1 from 0.95)."""
         check_prompt(prompt)
         chain = chain or ChainSettings()
         s = self.settings(seed, seconds, fps, width, height, negative_prompt, num_frames, motion,
                           image_noise, steps=steps, guidance=guidance, solver=solver, shift=shift,
                           cache_threshold=cache_threshold,
                           cache_guidance_every=cache_guidance_every,
-                          cache_interval=cache_interval)  # fmt: skip
+                          cache_interval=cache_interval, eta=eta, eta_from=eta_from)  # fmt: skip
         pinned, notes = self.pinned_images(s, image, last_image, keyframes, fit)
         notes = [*self.t2v.placement.notes, *notes]
         first_cache = len(self.t2v.step_cache_stats)

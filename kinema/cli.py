@@ -114,6 +114,20 @@ CacheInterval = Annotated[
         "1 turns it off [default: the model's; kinema-tiny: 3]"
     ),
 ]
+Eta = Annotated[
+    float | None,
+    typer.Option(
+        help="fresh noise in each Euler step: 0 integrates the ODE, 1 is ancestral sampling "
+        "[default: the model's; kinema-tiny: 1]"
+    ),
+]
+EtaFrom = Annotated[
+    float | None,
+    typer.Option(
+        help="fresh noise only in steps that start at this flow time or below (1: every step) "
+        "[default: the model's; kinema-tiny: 0.95]"
+    ),
+]
 
 
 @app.command("generate")
@@ -146,6 +160,8 @@ def generate(
     ] = None,
     seed: Annotated[int, typer.Option(help="same seed, same video")] = 0,
     solver: Annotated[str | None, typer.Option(help="euler or heun")] = None,
+    eta: Eta = None,
+    eta_from: EtaFrom = None,
     model: Annotated[str, typer.Option(help="model name or folder")] = "kinema-tiny",
     image: Annotated[Path | None, typer.Option(help="first frame: image-to-video")] = None,
     last_image: Annotated[Path | None, typer.Option(help="last frame")] = None,
@@ -252,7 +268,7 @@ def generate(
                              guidance=guidance, solver=solver, shift=shift,
                              cache_threshold=cache_threshold,
                              cache_guidance_every=cache_guidance_every,
-                             cache_interval=cache_interval)  # fmt: skip
+                             cache_interval=cache_interval, eta=eta, eta_from=eta_from)  # fmt: skip
     keyed = {k: images[k] for k in keyframes}
     pinned, _ = pipe.pinned_images(settings, images["image"], images["last_image"], keyed, fit)
     chain = ChainSettings(anchor=anchor)
@@ -280,7 +296,8 @@ def generate(
             last_image=images["last_image"], keyframes=keyed,
             fit=fit, motion=motion, image_noise=image_noise, hierarchical=hierarchical,
             chain=chain, cache_threshold=cache_threshold,
-            cache_guidance_every=cache_guidance_every, cache_interval=cache_interval,
+            cache_guidance_every=cache_guidance_every, cache_interval=cache_interval, eta=eta,
+            eta_from=eta_from,
         )  # fmt: skip
     for note in video.metadata.get("notes", []):
         err.print(f"note: {note}", highlight=False)
@@ -792,6 +809,8 @@ def bench_shapes(
     ] = None,
     shift: Annotated[float | None, typer.Option(help="schedule shift for model generators")] = None,
     solver: Annotated[str | None, typer.Option(help="euler or heun for model generators")] = None,
+    eta: Eta = None,
+    eta_from: EtaFrom = None,
     size: Annotated[str, typer.Option(help="WIDTHxHEIGHT of the judged clips")] = "64x64",
     frames: Annotated[int, typer.Option(help="frames per judged clip")] = 17,
     fps: Annotated[float, typer.Option(help="frames per second of the judged clips")] = 8.0,
@@ -826,7 +845,8 @@ def bench_shapes(
         names = generator or ([] if videos is not None else ["groundtruth", "independent-frames"])
         suite = load_suite(quick)
         overrides = sampler_overrides(steps, guidance, solver, shift, cache_threshold,
-                                      cache_guidance_every, cache_interval)  # fmt: skip
+                                      cache_guidance_every, cache_interval, eta,
+                                      eta_from)  # fmt: skip
         caching = [f"blocks {cache_threshold:g}"] if cache_threshold is not None else []
         caching += (
             [f"guidance every {cache_guidance_every}"] if (cache_guidance_every or 1) > 1 else []

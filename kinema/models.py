@@ -85,8 +85,8 @@ def load_dit(
 WAN_DEFAULTS = {"steps": 50, "guidance": 5.0, "shift": 5.0}
 # step caching too (kinema/sampling/step_cache.py): kinema-tiny's defaults.json turns on
 # interleaved reuse, measured to keep its ShapesBench scores (README)
-SAMPLER_KEYS = ("steps", "guidance", "shift", "solver", "cache_threshold", "cache_guidance_every",
-                "cache_interval")  # fmt: skip
+SAMPLER_KEYS = ("steps", "guidance", "shift", "solver", "eta", "eta_from", "cache_threshold",
+                "cache_guidance_every", "cache_interval")  # fmt: skip
 DEFAULTS_FILE = "defaults.json"  # optional in any model folder: sampler settings it wants
 
 

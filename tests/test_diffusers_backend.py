@@ -102,6 +102,7 @@ def test_what_a_diffusers_pipeline_cannot_do_is_refused(pipes):
         (lambda: wan(PROMPT, num_frames=6), "1 + 4k"),
         (lambda: wan(PROMPT, seconds=float("inf")), "seconds must be 0 (a still image) or more"),
         (lambda: wan(PROMPT, solver="heun"), "its own scheduler"),
+        (lambda: wan(PROMPT, eta=1.0), "leave eta and eta from unset"),
         (lambda: wan(PROMPT, motion=100), "no motion input"),
         (lambda: wan(PROMPT, image=image), "text-to-video"),
         (lambda: wan(PROMPT, keyframes={0.5: image}), "kinema's own models"),

@@ -10,6 +10,7 @@ import kinema
 from kinema.checkpoint import CheckpointError
 from kinema.io.video import read_video
 from kinema.models import MODELS, resolve_model
+from kinema.pipeline.text_to_video import GenerationError
 
 PROMPT = "a red circle moving left on a black background"
 
@@ -62,6 +63,9 @@ def test_cli_generate(tmp_path):
         ([PROMPT, "-o", "x.avi"], ".mp4, .gif or .webm"),
         ([PROMPT, "--shift", "0", "-o", "x.mp4"], "shift must be 0.1..20"),
         ([PROMPT, "--solver", "rk4", "-o", "x.mp4"], "unknown solver 'rk4'"),
+        ([PROMPT, "--eta", "1.5", "-o", "x.mp4"], "eta must be 0..1"),
+        ([PROMPT, "--eta", "nan", "-o", "x.mp4"], "eta must be 0..1"),
+        ([PROMPT, "--eta-from", "2", "-o", "x.mp4"], "eta from must be a flow time 0..1"),
         ([PROMPT, "--seconds", "inf", "-o", "x.mp4"], "seconds must be 0"),
         ([PROMPT, "--seconds", "1e9", "-o", "x.mp4"], "more than half this machine's memory"),
     ],
@@ -105,6 +109,22 @@ def test_kinema_tiny_caches_steps_by_default_and_a_caller_can_turn_it_off(pipe):
     assert threshold.metadata["step_cache"]["interval"] == 1
 
 
+def test_kinema_tiny_samples_with_fresh_noise_each_step_by_default(pipe):
+    video = pipe(PROMPT, seed=4, steps=3, seconds=1.0)  # its defaults.json: eta 1 from 0.95
+    meta = video.metadata
+    assert (meta["eta"], meta["eta_from"], meta["solver"]) == (1.0, 0.95, "euler")
+    again = pipe(PROMPT, seed=4, steps=3, seconds=1.0)
+    ode = pipe(PROMPT, seed=4, steps=3, seconds=1.0, eta=0.0)
+    assert np.array_equal(video.frames, again.frames)  # the seed draws the steps' noise too
+    assert ode.metadata["eta"] == 0.0 and not np.array_equal(video.frames, ode.frames)
+    # Heun has no fresh noise: naming it drops the model's eta rather than failing
+    assert pipe(PROMPT, seed=4, steps=2, num_frames=1, solver="heun").metadata["eta"] == 0.0
+    every = pipe(PROMPT, seed=4, steps=3, seconds=1.0, eta_from=1.0)  # the first step too
+    assert not np.array_equal(every.frames, video.frames)
+    with pytest.raises(GenerationError, match="works with the euler solver, not heun"):
+        pipe(PROMPT, steps=2, num_frames=1, solver="heun", eta=0.5)
+
+
 def test_a_model_folder_sets_its_own_sampler_defaults(tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(MODELS["kinema-tiny"], folder)
@@ -127,7 +147,7 @@ def test_a_model_folder_sets_its_own_sampler_defaults(tmp_path):
     (folder / "defaults.json").write_text('{"steps": 3, "width": 96}')
     with pytest.raises(
         CheckpointError,
-        match="names width; it may set steps, guidance, shift, solver, cache_threshold, "
-        "cache_guidance_every, cache_interval, fps, native_pixels",
+        match="names width; it may set steps, guidance, shift, solver, eta, eta_from, "
+        "cache_threshold, cache_guidance_every, cache_interval, fps, native_pixels",
     ):
         kinema.load(folder)

@@ -16,7 +16,7 @@ from kinema.pipeline.text_to_video import (
 )
 from kinema.sampling.guidance import KnownFrames, TextCondition, guided_velocity
 from kinema.sampling.schedules import flow_times, times_from
-from kinema.sampling.solvers import euler, heun
+from kinema.sampling.solvers import ancestral_std, euler, heun
 from kinema.vae.causal_vae import CausalVAE, VAEConfig
 
 TINY_VAE = VAEConfig(latent_channels=4, channels=(8, 16, 16), temporal_blocks=1)
@@ -218,6 +218,51 @@ def test_flow_times_and_one_euler_step_is_its_formula():
     v = torch.randn(2, 3)
     out = euler(lambda x_, t: v * t, x, torch.tensor([1.0, 0.6]))
     assert torch.allclose(out, x + (0.6 - 1.0) * v * 1.0)
+
+
+def gaussian_velocity(mu: float, sigma: float):
+    """The exact flow-matching velocity for data N(mu, sigma^2): E[eps - x0 | x_t]."""
+
+    def velocity(x, t):
+        var = (1 - t) ** 2 * sigma**2 + t**2
+        centred = x - (1 - t) * mu
+        return t / var * centred - (mu + (1 - t) * sigma**2 / var * centred)
+
+    return velocity
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_stochastic_euler_keeps_the_data_distribution(eta):
+    # with the exact velocity any eta samples N(mu, sigma^2): the fresh noise's std is what
+    # keeps the variance right (too much or too little would widen or narrow it)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40000, generator=gen, dtype=torch.float64)
+    out = euler(gaussian_velocity(2.0, 0.5), x, flow_times(500, 1.0), eta=eta, generator=gen)
+    assert abs(out.mean().item() - 2.0) < 0.01 and abs(out.std().item() / 0.5 - 1) < 0.015
+
+
+def test_stochastic_euler_noise_is_the_formula_and_seeded():
+    assert ancestral_std(1.0, 0.8, 1.0) == pytest.approx(0.8)  # from pure noise: all fresh
+    assert ancestral_std(0.5, 0.0, 1.0) == 0 and ancestral_std(0.5, 0.4, 0.0) == 0
+    assert 0 < ancestral_std(0.5, 0.4, 0.5) < ancestral_std(0.5, 0.4, 1.0) < 0.4
+    x, times = torch.randn(2, 3), torch.tensor([0.9, 0.6, 0.0])
+    v = torch.randn(2, 3)
+    runs = [euler(lambda x_, t: v, x, times, eta=1.0, generator=torch.Generator().manual_seed(s))
+            for s in (1, 1, 2)]  # fmt: skip
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+    # one step by hand: clean and noise estimates, then the fresh draw
+    z = torch.randn(2, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float32)
+    s = ancestral_std(0.9, 0.6, 1.0)
+    one = euler(lambda x_, t: v, x, times[:2], eta=1.0, generator=torch.Generator().manual_seed(1))
+    by_hand = 0.4 * (x - 0.9 * v) + (0.6**2 - s**2) ** 0.5 * (x + 0.1 * v) + s * z
+    assert torch.allclose(one, by_hand, atol=1e-6)
+    # above eta_from a step is the plain Euler step: no draw, the generator untouched
+    gen = torch.Generator().manual_seed(1)
+    late = euler(lambda x_, t: v, x, times, eta=1.0, generator=gen, eta_from=0.7)
+    assert torch.equal(late, euler(lambda x_, t: v, x, times))  # 0.9 -> 0.6, then to 0
+    assert torch.equal(torch.randn(2, 3, generator=gen), z)
+    with pytest.raises(ValueError, match="eta must be in"):
+        euler(lambda x_, t: v, x, times, eta=1.5)
 
 
 def test_heun_is_exact_for_a_velocity_linear_in_time():

@@ -189,6 +189,11 @@ class DiffusersPipeline:
                 f"solver {given['solver']!r}: a diffusers pipeline samples with its own "
                 f"scheduler ({type(self.pipe.scheduler).__name__}); leave the solver unset"
             )
+        if given.get("eta") or given.get("eta_from") is not None:
+            problems.append(
+                f"eta: a diffusers pipeline samples with its own scheduler "
+                f"({type(self.pipe.scheduler).__name__}); leave eta and eta from unset"
+            )
         shift = given.get("shift")
         if shift is not None and self._shift_key() is None:
             problems.append(f"{type(self.pipe.scheduler).__name__} has no shift; leave it unset")
@@ -270,6 +275,8 @@ class DiffusersPipeline:
         cache_threshold: float | None = None,
         cache_guidance_every: int | None = None,
         cache_interval: int | None = None,
+        eta: float | None = None,
+        eta_from: float | None = None,
     ):
         """A clip from a prompt (and an image, for image-to-video pipelines), as a kinema Video.
         chain is accepted and unused: the pipeline makes the whole clip in one pass."""
@@ -282,7 +289,7 @@ class DiffusersPipeline:
                           image_noise, steps=steps, guidance=guidance, solver=solver, shift=shift,
                           cache_threshold=cache_threshold,
                           cache_guidance_every=cache_guidance_every,
-                          cache_interval=cache_interval)  # fmt: skip
+                          cache_interval=cache_interval, eta=eta, eta_from=eta_from)  # fmt: skip
         pinned, notes = self.pinned_images(s, image, last_image, keyframes, fit)
         if self.format.image_to_video:
             notes.append(f"{self.format.pipeline} does not read the prompt")

@@ -49,6 +49,10 @@ class GenerationSettings:
     guidance: float = 3.0  # measured best for kinema-tiny on ShapesBench quick (3, 5, 8 tried)
     shift: float = 3.0
     solver: str = "euler"
+    # fresh noise in each Euler step (kinema.sampling.solvers.euler): 0 the ODE, 1 ancestral;
+    # only in the steps that start at flow time eta_from or below
+    eta: float = 0.0
+    eta_from: float = 1.0
     negative_prompt: str = ""
     seed: int = 0
     motion: float | None = None  # motion strength 0..255; None lets the model choose
@@ -100,11 +104,13 @@ def sampler_overrides(
     cache_threshold: float | None = None,
     cache_guidance_every: int | None = None,
     cache_interval: int | None = None,
+    eta: float | None = None,
+    eta_from: float | None = None,
 ) -> dict:
     """The sampler settings a caller gave; the ones left as None keep the defaults above."""
     given = dict(steps=steps, guidance=guidance, solver=solver, shift=shift,
                  cache_threshold=cache_threshold, cache_guidance_every=cache_guidance_every,
-                 cache_interval=cache_interval)  # fmt: skip
+                 cache_interval=cache_interval, eta=eta, eta_from=eta_from)  # fmt: skip
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -115,9 +121,13 @@ def with_defaults(defaults: dict, given: dict) -> dict:
     """A model's sampler defaults (kinema.models.sampler_defaults) with a caller's settings
     over them. Step caching is one choice: a caller who names any cache setting replaces the
     model's caching as a whole, so a threshold given meets no default interval, and
-    cache_interval=1 alone turns the model's interleaved reuse off."""
+    cache_interval=1 alone turns the model's interleaved reuse off. A solver other than Euler
+    given without an eta drops the model's eta (it is an Euler setting)."""
     if any(k in given for k in CACHE_KEYS):
         defaults = {k: v for k, v in defaults.items() if k not in CACHE_KEYS}
+    if given.get("solver", "euler") != "euler" and "eta" not in given:
+        # the model's fresh noise per step is an Euler setting: another solver goes without
+        defaults = {k: v for k, v in defaults.items() if k not in ("eta", "eta_from")}
     return {**defaults, **given}
 
 
@@ -172,6 +182,12 @@ def check_settings(s: GenerationSettings, vae: CausalVAE, dit: DiT) -> None:
         )
     if s.solver not in SOLVERS:
         problems.append(f"unknown solver {s.solver!r}; known: {', '.join(SOLVERS)}")
+    if not 0 <= s.eta <= 1:  # also false for nan
+        problems.append(f"eta must be 0..1 (0: deterministic, 1: ancestral), got {s.eta}")
+    elif s.eta > 0 and s.solver != "euler":
+        problems.append(f"eta (fresh noise each step) works with the euler solver, not {s.solver}")
+    if not 0 <= s.eta_from <= 1:
+        problems.append(f"eta from must be a flow time 0..1, got {s.eta_from}")
     if problems:
         raise GenerationError("; ".join(problems))
 
@@ -247,8 +263,14 @@ class TextToVideo:
 
     def prepare_latents(self, s: GenerationSettings) -> torch.Tensor:
         """Gaussian noise of the clip's latent shape, from the seed alone (same seed, same noise)."""
+        return self.noise_stream(s)[0]
+
+    def noise_stream(self, s: GenerationSettings) -> tuple[torch.Tensor, torch.Generator]:
+        """The starting noise and the seed's generator after drawing it, from which a sampler
+        with eta > 0 draws its steps' fresh noise: one seed, one clip, and the steps' noise is
+        never the starting noise again."""
         gen = torch.Generator().manual_seed(s.seed)
-        return torch.randn(self.latent_shape(s), generator=gen)
+        return torch.randn(self.latent_shape(s), generator=gen), gen
 
     @torch.inference_mode()
     def sample(
@@ -261,11 +283,13 @@ class TextToVideo:
         known: KnownFrames | None = None,
         image: ImageCondition | None = None,
         start_time: float = 1.0,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """noise (1, C, F, H, W) -> clean latents. known: frames pinned (kinema's conditioning);
         image: a Wan I2V model's image input (image_condition). start_time below 1: `noise` is
         data already noised to that flow time, and only the rest of the schedule runs (SDEdit;
-        benchmarks/noise_commitment.py), without step caching."""
+        benchmarks/noise_commitment.py), without step caching. generator: where the steps'
+        fresh noise comes from when s.eta > 0 (default: the seed's, after its starting noise)."""
         times = times_from(flow_times(s.steps, s.shift), start_time)
         if s.step_caching and start_time < 1.0:
             raise GenerationError(
@@ -292,7 +316,11 @@ class TextToVideo:
             )  # fmt: skip
             x = noise.to(device)
             x = known.apply(x) if known is not None else x
-            x = SOLVERS[s.solver](velocity, x, times, callback)
+            stochastic = {}
+            if s.eta > 0:
+                generator = generator or self.noise_stream(s)[1]
+                stochastic = {"eta": s.eta, "generator": generator, "eta_from": s.eta_from}
+            x = SOLVERS[s.solver](velocity, x, times, callback, **stochastic)
         if cache is not None:
             self.step_cache_stats.append(cache.stats())
         return known.restore(x) if known is not None else x
@@ -356,8 +384,9 @@ class TextToVideo:
         if image is not None or known is not None:
             timings["encode_frames"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-        noise = self.prepare_latents(settings)
-        latents = self.sample(noise, cond, uncond, settings, callback, known, image)
+        noise, generator = self.noise_stream(settings)
+        latents = self.sample(noise, cond, uncond, settings, callback, known, image,
+                              generator=generator)  # fmt: skip
         timings["sample"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         frames = self.decode(latents)
