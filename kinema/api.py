@@ -249,7 +249,7 @@ class Pipeline:
         cache_guidance_every k > 1 runs the unconditional branch every k-th step only,
         cache_interval n > 1 runs every n-th step in full and reuses both in between. eta: fresh
         noise in each Euler step, 0 (the ODE) to 1 (ancestral), in the steps that start at flow
-        time eta_from or below (kinema-tiny: 1 from 0.95)."""
+        time eta_from or below (kinema-tiny: eta 1 in every step)."""
         check_prompt(prompt)
         chain = chain or ChainSettings()
         s = self.settings(seed, seconds, fps, width, height, negative_prompt, num_frames, motion,

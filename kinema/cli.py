@@ -125,7 +125,7 @@ EtaFrom = Annotated[
     float | None,
     typer.Option(
         help="fresh noise only in steps that start at this flow time or below (1: every step) "
-        "[default: the model's; kinema-tiny: 0.95]"
+        "[default: the model's; kinema-tiny: 1]"
     ),
 ]
 

@@ -221,9 +221,9 @@ def prompt_hash(prompt: str) -> str:
     return hashlib.sha256(prompt.encode()).hexdigest()
 
 
-_SETTINGS = ("seed", "steps", "guidance", "shift", "solver", "eta", "eta_from", "fps", "width", "height",
-             "num_frames", "negative_prompt", "motion", "mode", "base_fps", "base_width",
-             "base_height")  # fmt: skip
+_SETTINGS = ("seed", "steps", "guidance", "shift", "solver", "eta", "eta_from", "fps", "width",
+             "height", "num_frames", "negative_prompt", "motion", "mode", "base_fps",
+             "base_width", "base_height")  # fmt: skip
 
 
 def build_manifest(metadata: dict, title: str, development: bool, prompt: str = "text") -> dict:
