@@ -1,4 +1,5 @@
-"""ODE solvers for flow matching, as pure functions of a velocity function.
+"""Solvers for flow matching (the ODE, and Euler with optional fresh noise per step), as pure
+functions of a velocity function.
 
 velocity(x, t) -> v: dx/dt at time t (v = eps - x_0). Solvers integrate from times[0] = 1 to
 times[-1] = 0 and call callback(step, total, x) after each step (progress bars, previews,
@@ -6,8 +7,8 @@ cancellation by raising). They know nothing about networks, guidance or conditio
 
 Euler takes an optional stochasticity eta (DDIM's eta, written for flow matching): 0 is the ODE,
 1 ancestral sampling, where every step goes to the model's clean estimate and draws most of the
-next step's noise afresh, as a DDPM sampler does. Both keep the data's distribution for an exact
-velocity; with a learned one the fresh noise corrects the errors of earlier steps instead of
+next step's noise afresh, as a DDPM sampler does. Every eta keeps the data's distribution for
+an exact velocity; with a learned one the fresh noise corrects the errors of earlier steps instead of
 carrying them along (kinema-tiny: fewer duplicated objects, see docs/training.md).
 """
 
