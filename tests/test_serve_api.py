@@ -59,6 +59,7 @@ def test_create_and_poll_completes_with_progress_and_telemetry(server, finished)
     assert v.created_at <= v.completed_at < v.expires_at and v.error is None
     extra = v.model_extra
     assert extra["seed"] == 5 and extra["steps"] == TINY["steps"] and extra["num_frames"] == 9
+    assert (extra["solver"], extra["eta"]) == ("euler", 1.0)  # kinema-tiny's sampler default
     telemetry = extra["telemetry"]
     assert telemetry["attempts"] == 1 and telemetry["compute_seconds"] > 0
     assert {"encode_prompt", "sample", "decode", "export", "quality"} <= set(telemetry["stages"])
@@ -127,6 +128,7 @@ def test_remix_reuses_settings_with_a_new_prompt(server, finished):
     remix = videos.remix(finished.id, prompt="a blue square moving up on a black background")
     assert remix.remixed_from_video_id == finished.id and remix.id != finished.id
     assert remix.model_extra["seed"] == 5 and remix.model_extra["num_frames"] == 9
+    assert remix.model_extra["eta"] == 1.0
     done = within(120, videos.poll, remix.id, poll_interval_ms=100)
     assert done.status == "completed", done.error
     assert done.prompt.startswith("a blue square")
@@ -192,6 +194,8 @@ def _png() -> bytes:
         ({"extra_body": {"guidance": 99}}, "guidance", "out_of_range"),
         ({"extra_body": {"seed": -1}}, "seed", "out_of_range"),
         ({"extra_body": {"solver": "rk4"}}, "solver", "invalid_value"),
+        ({"extra_body": {"eta": 2}}, "eta", "out_of_range"),
+        ({"extra_body": {"solver": "heun", "eta": 1}}, "eta", "invalid_value"),
         ({"extra_body": {"motion": 300}}, "motion", "out_of_range"),
         ({"extra_body": {"fit": "crop"}}, "fit", "invalid_value"),  # no input_reference
         ({"extra_body": {"image_noise": 0.9}}, "image_noise", "out_of_range"),

@@ -212,7 +212,8 @@ def video_object(job: Job) -> Video:
         prompt=job.prompt, error=error if job.status == FAILED else None,
         remixed_from_video_id=job.remixed_from, seed=p["seed"], steps=p["steps"],
         guidance=p["guidance"], fps=p["fps"], num_frames=p["num_frames"],
-        negative_prompt=p["negative_prompt"], solver=p["solver"], telemetry=job.telemetry,
+        negative_prompt=p["negative_prompt"], solver=p["solver"], eta=p.get("eta"),
+        telemetry=job.telemetry,
         quality=job.quality, extended_from_video_id=p.get("extended_from"), motion=p.get("motion"),
         input_reference=images.get("input_reference"), last_reference=images.get("last_reference"),
     )  # fmt: skip

@@ -46,6 +46,10 @@ class CreateVideoBody(BaseModel):
     fps: float | None = Field(None, gt=0, description="frames per second")
     negative_prompt: str | None = Field(None, description="what not to show")
     solver: str | None = Field(None, description="euler or heun")
+    eta: float | None = Field(
+        None, ge=0, le=1,
+        description="fresh noise in each Euler step: 0 the ODE, 1 ancestral (default: the model's)",
+    )  # fmt: skip
     motion: float | None = Field(
         None, description="motion strength 0..255 (models with a motion input only)"
     )
@@ -75,6 +79,7 @@ class ExtendBody(BaseModel):
     guidance: float | None = Field(None, ge=0, le=50)
     negative_prompt: str | None = None
     solver: str | None = None
+    eta: float | None = Field(None, ge=0, le=1, description="fresh noise per step (see create)")
     motion: float | None = Field(None, description="motion strength 0..255 (see create)")
     size: str | None = Field(
         None, description="an uploaded video only: WIDTHxHEIGHT to fit it to (default: its own)"
@@ -132,6 +137,7 @@ class Video(BaseModel):
     num_frames: int
     negative_prompt: str
     solver: str
+    eta: float | None = None  # None: a job from before eta was kept (the model's default)
     telemetry: Telemetry | None = None
     quality: dict[str, float] | None = None
 

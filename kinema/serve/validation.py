@@ -57,7 +57,7 @@ _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[^;,]*)*);base64
 _PARAM_OF_PROBLEM = {
     "width": "size", "height": "size", "size": "size", "frame": "seconds", "steps": "steps",
     "guidance": "guidance", "fps": "fps", "unknown": "solver", "motion": "motion",
-    "image": "image_noise",
+    "image": "image_noise", "eta": "eta",
 }  # fmt: skip
 
 
@@ -396,7 +396,8 @@ def _motion(value: float | None, info: ModelInfo) -> float | None:
 
 
 def _sampler(body, base: dict, limits: Limits) -> dict:
-    """steps, guidance, negative_prompt, solver and seed: the body's, else those of `base`."""
+    """steps, guidance, negative_prompt, solver, eta and seed: the body's, else those of `base`
+    (an eta left out with a solver other than Euler is 0: fresh noise is an Euler setting)."""
     steps = _bounded(body.steps if body.steps is not None else base["steps"], 1,
                      limits.max_steps, "steps")  # fmt: skip
     seed = body.seed if body.seed is not None else base["seed"]
@@ -408,8 +409,11 @@ def _sampler(body, base: dict, limits: Limits) -> dict:
         raise ApiError(400, f"unknown solver {solver!r}; known: {', '.join(SOLVERS)}",
                        param="solver", code="invalid_value")  # fmt: skip
     guidance = body.guidance if body.guidance is not None else base["guidance"]
+    eta = getattr(body, "eta", None)
+    if eta is None:
+        eta = base.get("eta", 0.0) if solver == "euler" else 0.0
     return {"steps": steps, "guidance": guidance, "negative_prompt": negative, "seed": seed,
-            "solver": solver}  # fmt: skip
+            "solver": solver, "eta": eta}  # fmt: skip
 
 
 def _image_input(
@@ -479,7 +483,7 @@ def job_spec(
     fps = _bounded(body.fps if body.fps is not None else defaults.fps, 0.5, limits.max_fps, "fps")
     base = {"steps": info.default("steps", defaults.steps),
             "guidance": info.default("guidance", defaults.guidance), "negative_prompt": "",
-            "seed": secrets.randbelow(2**31), "solver": "euler"}  # fmt: skip
+            "seed": secrets.randbelow(2**31), "solver": "euler", "eta": info.default("eta", None)}  # fmt: skip
     sampler = _sampler(body, base, limits)
     # the model makes the clip at its base format; the worker's production stages take it to
     # the asked fps and size (kinema/production): check what the model will be asked for
@@ -529,7 +533,8 @@ def uploaded_source(data: bytes, body, info: ModelInfo, limits: Limits, defaults
     return {"width": width, "height": height, "num_frames": clip.num_frames, "fps": clip.fps,
             "steps": info.default("steps", defaults.steps),
             "guidance": info.default("guidance", defaults.guidance), "negative_prompt": "",
-            "seed": secrets.randbelow(2**31), "solver": "euler", "fit": body.fit or "crop"}  # fmt: skip
+            "seed": secrets.randbelow(2**31), "solver": "euler", "eta": info.default("eta", None),
+            "fit": body.fit or "crop"}  # fmt: skip
 
 
 def extension_spec(

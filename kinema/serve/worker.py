@@ -216,7 +216,7 @@ class Worker:
         common = dict(
             seed=p["seed"], steps=p["steps"], guidance=p["guidance"],
             negative_prompt=p["negative_prompt"], solver=p["solver"], motion=p.get("motion"),
-            callback=callback,
+            eta=p.get("eta"), callback=callback,
         )  # fmt: skip
         if p.get("extend_seconds"):  # a served video's (extended_from) or an uploaded MP4
             source = self.storage.input_path(job.id, SOURCE_VIDEO)
