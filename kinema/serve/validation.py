@@ -483,7 +483,8 @@ def job_spec(
     fps = _bounded(body.fps if body.fps is not None else defaults.fps, 0.5, limits.max_fps, "fps")
     base = {"steps": info.default("steps", defaults.steps),
             "guidance": info.default("guidance", defaults.guidance), "negative_prompt": "",
-            "seed": secrets.randbelow(2**31), "solver": "euler", "eta": info.default("eta", None)}  # fmt: skip
+            "seed": secrets.randbelow(2**31), "solver": "euler",
+            "eta": info.default("eta", None)}  # fmt: skip
     sampler = _sampler(body, base, limits)
     # the model makes the clip at its base format; the worker's production stages take it to
     # the asked fps and size (kinema/production): check what the model will be asked for
