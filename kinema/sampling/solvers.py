@@ -8,8 +8,8 @@ cancellation by raising). They know nothing about networks, guidance or conditio
 Euler takes an optional stochasticity eta (DDIM's eta, written for flow matching): 0 is the ODE,
 1 ancestral sampling, where every step goes to the model's clean estimate and draws most of the
 next step's noise afresh, as a DDPM sampler does. Every eta keeps the data's distribution for
-an exact velocity; with a learned one the fresh noise corrects the errors of earlier steps instead of
-carrying them along (kinema-tiny: fewer duplicated objects, see docs/training.md).
+an exact velocity; with a learned one the fresh noise corrects the errors of earlier steps
+instead of carrying them along (kinema-tiny: fewer duplicated objects, see docs/training.md).
 """
 
 from __future__ import annotations
