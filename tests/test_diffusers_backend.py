@@ -165,6 +165,10 @@ def test_the_serving_worker_and_its_checks_take_it(pipes, folders, tmp_path):
         False,
         False,
     )
+    with pytest.raises(ApiError, match="eta .* not supported") as refused:
+        job_spec({"prompt": PROMPT, "size": "32x32", "eta": 0.5}, info, Limits(), Defaults())
+    assert refused.value.param == "eta"
+    assert job_spec({"prompt": PROMPT, "size": "32x32", "eta": 0}, info, Limits(), Defaults())
     long = job_spec({"prompt": PROMPT, "size": "32x32", "seconds": "8"}, info, Limits(), Defaults())
     assert long.params["num_frames"] == 65
     svd = ModelInfo.read(f"diffusers:{folders['svd']}")

@@ -37,6 +37,11 @@ def test_ui_generates_a_video_from_a_start_image_in_chromium(tmp_path):
                 page.locator("#start-image input[type=file]").set_input_files(
                     tmp_path / "start.png"
                 )
+                page.get_by_text("Settings").click()
+                eta = page.locator("#eta input[type=number]")
+                assert float(eta.input_value()) == 1.0  # kinema-tiny's own default
+                eta.fill("0.5")
+                eta.press("Enter")
                 page.locator("#generate").click()
                 video = page.locator("#result video")
                 video.wait_for(timeout=90_000)
@@ -55,5 +60,6 @@ def test_ui_generates_a_video_from_a_start_image_in_chromium(tmp_path):
         jobs = list((server.data_dir / "videos").iterdir())
         assert len(jobs) == 1  # made through the same queue as the API
         assert (jobs[0] / "input.png").is_file()  # the start image, stored with the job
-    frames, _, _ = read_video(tmp_path / "result.mp4")
+    frames, _, metadata = read_video(tmp_path / "result.mp4")
     assert psnr(frames[0], image) >= 26
+    assert float(metadata["eta"]) == 0.5  # the slider's setting reached the sampler

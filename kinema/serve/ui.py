@@ -105,12 +105,13 @@ def build_ui(services) -> gr.Blocks:
             raise gr.Error(f"the {what} is {size} bytes; the limit is {limits.max_upload_bytes}")
         return Path(path).read_bytes()
 
-    def generate(key, prompt, image, last_image, fit, seconds, size, steps, guidance, seed,
+    def generate(key, prompt, image, last_image, fit, seconds, size, steps, guidance, eta, seed,
                  negative, progress=gr.Progress()):  # noqa: B008 (Gradio's way)  # fmt: skip
         who = owner(key)
         fields = {
             "prompt": prompt or "", "seconds": f"{float(seconds):g}", "size": size,
-            "steps": int(steps), "guidance": float(guidance), "negative_prompt": negative or "",
+            "steps": int(steps), "guidance": float(guidance), "eta": float(eta),
+            "negative_prompt": negative or "",
         }  # fmt: skip
         if seed is not None and int(seed) >= 0:
             fields["seed"] = int(seed)
@@ -171,6 +172,9 @@ def build_ui(services) -> gr.Blocks:
                     )  # fmt: skip
                     guidance = gr.Slider(0, 15, value=services.model.default("guidance", defaults.guidance),
                                          step=0.5, label="Guidance")  # fmt: skip
+                    eta = gr.Slider(0, 1, value=float(services.model.default("eta", None)),
+                                    step=0.1, label="Fresh noise per step (eta: 0 the ODE "
+                                    "sampler, 1 ancestral)", elem_id="eta")  # fmt: skip
                     fit = gr.Radio(list(FIT_MODES), value="crop",
                                    label="Images of another size: crop, pad or resize")  # fmt: skip
                     seed = gr.Number(-1, precision=0, label="Seed (-1: random)")
@@ -188,7 +192,8 @@ def build_ui(services) -> gr.Blocks:
                           height=240, elem_id="gallery", allow_preview=False)  # fmt: skip
         run.click(
             generate,
-            [key, prompt, image, last_image, fit, seconds, size, steps, guidance, seed, negative],
+            [key, prompt, image, last_image, fit, seconds, size, steps, guidance, eta, seed,
+             negative],
             [video, report, status, past, ids], concurrency_limit=None, show_progress_on=[video],
         )  # fmt: skip
         refresh.click(gallery, [key], [past, ids])

@@ -37,6 +37,7 @@ from kinema.pipeline.text_to_video import (
     GenerationSettings,
     check_prompt,
     check_settings,
+    with_defaults,
 )
 from kinema.pipeline.wan_i2v import wan_images
 from kinema.production.policy import PromptRefused, check_prompt_safety
@@ -314,6 +315,9 @@ def image_from_reference(ref, limit: int, field_name: str = "input_reference") -
 
 
 def _check_settings(settings: GenerationSettings, info: ModelInfo) -> None:
+    if settings.eta and is_diffusers_model(info.name):  # its pipeline would refuse it in a worker
+        raise unsupported("eta", "eta (fresh noise per step)", info.name, "a diffusers pipeline "
+                          "samples with its own scheduler; leave eta out or send 0")  # fmt: skip
     try:
         check_settings(settings, info.vae, info.dit)
     except GenerationError as e:
@@ -409,9 +413,11 @@ def _sampler(body, base: dict, limits: Limits) -> dict:
         raise ApiError(400, f"unknown solver {solver!r}; known: {', '.join(SOLVERS)}",
                        param="solver", code="invalid_value")  # fmt: skip
     guidance = body.guidance if body.guidance is not None else base["guidance"]
-    eta = getattr(body, "eta", None)
-    if eta is None:
-        eta = base.get("eta", 0.0) if solver == "euler" else 0.0
+    given = {"solver": solver}
+    if getattr(body, "eta", None) is not None:
+        given["eta"] = body.eta
+    model = {"eta": base["eta"]} if base.get("eta") is not None else {}
+    eta = with_defaults(model, given).get("eta", 0.0)  # the pipeline's rule for the model's eta
     return {"steps": steps, "guidance": guidance, "negative_prompt": negative, "seed": seed,
             "solver": solver, "eta": eta}  # fmt: skip
 
