@@ -217,14 +217,14 @@ def test_plan_prints_one_sequence_next_to_the_chain(tmp_path):
         "time here",
         "989 TFLOP/s",
         "calibrated here",
-        "20 x batch 2, 8 cached (interval 3)",  # kinema-tiny's default step caching
+        "30 x batch 2, 12 cached (interval 3)",  # kinema-tiny's default: 30 steps, caching 3
     ):
         assert needle in out, (needle, out)
     assert "not calibrated" not in out
     off = run_kinema("plan", "--seconds", "2", "--cache-interval", "1", "--no-calibrate",
                      cwd=tmp_path)  # fmt: skip
     assert off.returncode == 0, off.stderr
-    assert "20 x batch 2" in off.stdout and "cached" not in off.stdout
+    assert "30 x batch 2" in off.stdout and "cached" not in off.stdout
 
 
 @pytest.mark.parametrize(
