@@ -413,9 +413,7 @@ def _sampler(body, base: dict, limits: Limits) -> dict:
         raise ApiError(400, f"unknown solver {solver!r}; known: {', '.join(SOLVERS)}",
                        param="solver", code="invalid_value")  # fmt: skip
     guidance = body.guidance if body.guidance is not None else base["guidance"]
-    given = {"solver": solver}
-    if getattr(body, "eta", None) is not None:
-        given["eta"] = body.eta
+    given = {"solver": solver} if body.eta is None else {"solver": solver, "eta": body.eta}
     model = {"eta": base["eta"]} if base.get("eta") is not None else {}
     eta = with_defaults(model, given).get("eta", 0.0)  # the pipeline's rule for the model's eta
     return {"steps": steps, "guidance": guidance, "negative_prompt": negative, "seed": seed,
