@@ -959,8 +959,11 @@ def train_vae(
         typer.Option(help="largest noise std on the latents before decoding (--decoder-only)"),
     ] = 0.0,
     latent_pool: Annotated[
-        Path | None,
-        typer.Option(help="a diffusion model's latents paired with clips (tools/latent_pool.py)"),
+        list[Path] | None,
+        typer.Option(
+            help="a diffusion model's latents paired with clips (tools/latent_pool.py); "
+            "repeat it to train on several pools as one"
+        ),
     ] = None,
     pool_share: Annotated[
         float, typer.Option(help="share of batches taken from --latent-pool")
@@ -977,7 +980,7 @@ def train_vae(
         raise UsageError("--latent-noise needs --decoder-only (the encoder's latents are kept)")
     if temporal_weight < 0 or latent_noise < 0:
         raise UsageError("--temporal-weight and --latent-noise take 0 or more")
-    if latent_pool is not None and not decoder_only:
+    if latent_pool and not decoder_only:
         raise UsageError("--latent-pool needs --decoder-only (the pool's latents are fixed)")
     if not 0 <= pool_share <= 1:
         raise UsageError(f"--pool-share must lie in [0, 1], got {pool_share:g}")
@@ -985,11 +988,11 @@ def train_vae(
 
     start = load_vae(init) if init is not None else None  # a bad path stops us before any work
     pool = None
-    if latent_pool is not None:
-        from kinema.train.latent_pool import LatentPoolError, load_latent_pool
+    if latent_pool:
+        from kinema.train.latent_pool import LatentPoolError, join_pools, load_latent_pool
 
         try:
-            pool = load_latent_pool(latent_pool, start.cfg.latent_channels)
+            pool = join_pools([load_latent_pool(f, start.cfg.latent_channels) for f in latent_pool])
         except LatentPoolError as e:
             raise UsageError(str(e)) from None
     info = init_distributed()

@@ -17,6 +17,7 @@ from kinema.train.latent_pool import (
     LatentPoolError,
     build_latent_pool,
     crop_pair,
+    join_pools,
     load_latent_pool,
     pool_batches,
     pool_meta,
@@ -79,6 +80,27 @@ def test_pool_batches_are_videos_in_range_and_float_latents():
     assert video.min() >= -1 and video.max() <= 1 and latents.dtype == torch.float32
 
 
+def test_joined_pools_keep_every_pair_and_refuse_other_shapes():
+    def pool(n, start, frames=5):
+        return LatentPool(
+            torch.randint(0, 256, (n, frames, 8, 8, 3), dtype=torch.uint8),
+            torch.randn(n, 4, 2, 2, 2).half(),
+            torch.full((n,), start),
+        )
+
+    high, low = pool(3, 0.7), pool(2, 0.3)
+    joined = join_pools([high, low])
+    assert len(joined) == 5
+    assert torch.equal(joined.video[3:], low.video)
+    assert torch.equal(joined.latents[:3], high.latents)
+    assert joined.start_time.tolist() == pytest.approx([0.7] * 3 + [0.3] * 2)
+    assert join_pools([high]) is high
+    with pytest.raises(LatentPoolError, match=r"pool 2 holds clips \(9, 8, 8, 3\)"):
+        join_pools([high, pool(1, 0.5, frames=9)])
+    with pytest.raises(LatentPoolError, match="no latent pools"):
+        join_pools([])
+
+
 def test_pool_batches_train_the_decoder_on_the_pool_latents(pool_file):
     from kinema.models import MODELS, load_vae
     from kinema.train.distributed import DistInfo
@@ -118,6 +140,7 @@ def test_two_processes_take_pool_batches_together_and_stay_in_sync(pool_file, tm
         str(free_port()), "-m", "kinema.cli", "train", "vae", "-o", str(tmp_path / "run"),
         "--steps", "6", "--batch-size", "1", "--crop", "16", "--log-every", "1", "--decoder-only",
         "--init", str(MODELS["kinema-tiny"] / "vae.safetensors"), "--latent-pool", str(pool_file),
+        "--latent-pool", str(pool_file),  # a repeated --latent-pool joins the pools
     ]  # fmt: skip
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -144,8 +167,10 @@ def test_load_latent_pool_names_a_missing_or_foreign_file(tmp_path, pool_file):
     "extra, needle",
     [(["--latent-pool", "pool.safetensors"], "--decoder-only"),
      (["--decoder-only", "--init", "VAE", "--latent-pool", "missing.safetensors"], "no latent pool"),
+     (["--decoder-only", "--init", "VAE", "--latent-pool", "POOL", "--latent-pool", "gone.safetensors"],
+      "no latent pool at gone.safetensors"),
      (["--decoder-only", "--init", "VAE", "--latent-pool", "POOL", "--pool-share", "2"], "[0, 1]")],
-    ids=["pool-without-decoder-only", "missing-pool", "share-out-of-range"],
+    ids=["pool-without-decoder-only", "missing-pool", "missing-second-pool", "share-out-of-range"],
 )  # fmt: skip
 def test_train_vae_latent_pool_bad_options_exit_2(tmp_path, pool_file, extra, needle):
     from kinema.models import MODELS

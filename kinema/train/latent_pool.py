@@ -106,6 +106,31 @@ def load_latent_pool(path: Path, latent_channels: int | None = None) -> LatentPo
     return pool
 
 
+def join_pools(pools: list[LatentPool]) -> LatentPool:
+    """Several pools as one (say, one sampled from high flow times and one from low): their
+    clips and latents must have the same shapes."""
+    if not pools:
+        raise LatentPoolError("no latent pools to join")
+    first = pools[0]
+    for i, pool in enumerate(pools[1:], start=2):
+        if (
+            pool.video.shape[1:] != first.video.shape[1:]
+            or pool.latents.shape[1:] != first.latents.shape[1:]
+        ):
+            raise LatentPoolError(
+                f"latent pool {i} holds clips {tuple(pool.video.shape[1:])} and latents "
+                f"{tuple(pool.latents.shape[1:])}; pool 1 holds {tuple(first.video.shape[1:])} "
+                f"and {tuple(first.latents.shape[1:])}"
+            )
+    if len(pools) == 1:
+        return first
+    return LatentPool(
+        torch.cat([p.video for p in pools]),
+        torch.cat([p.latents for p in pools]),
+        torch.cat([p.start_time for p in pools]),
+    )
+
+
 def pool_batches(
     pool: LatentPool, batch_size: int, gen: torch.Generator
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
