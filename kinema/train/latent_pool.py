@@ -107,7 +107,7 @@ def load_latent_pool(path: Path, latent_channels: int | None = None) -> LatentPo
 
 
 def join_pools(pools: list[LatentPool]) -> LatentPool:
-    """Several pools as one (say, one sampled from high flow times and one from low): their
+    """Several pools as one (other seeds, other start ranges, other models' samplers): their
     clips and latents must have the same shapes."""
     if not pools:
         raise LatentPoolError("no latent pools to join")
