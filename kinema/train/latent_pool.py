@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from kinema.io.frames import to_frames, to_tensor
+from kinema.pipeline.conditioning import encode_frames
 from kinema.pipeline.text_to_video import with_defaults
 from kinema.world.dataset import Bucket, ShapesDataset
 
@@ -64,15 +65,15 @@ def build_latent_pool(
     videos, latents, starts = [], [], []
     for i in range(clips):
         batch = next(data)
-        mean, _ = t2v.vae.encode(batch.video.to(next(t2v.vae.parameters()).device))
-        z = t2v.vae.to_model(mean).cpu()
+        clip = to_frames(batch.video[0])  # the uint8 frames the pool keeps, encoded as such
+        z = encode_frames(t2v.vae, clip)
         t0 = lo + (hi - lo) * float(torch.rand((), generator=gen))
         s = t2v.settings(seed=seed + i, width=POOL_BUCKET.width, height=POOL_BUCKET.height,
                          num_frames=POOL_BUCKET.num_frames, fps=POOL_BUCKET.fps, **settings)  # fmt: skip
         cond, uncond = t2v.encode_prompt(batch.captions[0], s.negative_prompt)
         noise = torch.randn(z.shape, generator=gen)
         out = t2v.sample((1 - t0) * z + t0 * noise, cond, uncond, s, start_time=t0)
-        videos.append(to_frames(batch.video[0]))
+        videos.append(clip)
         latents.append(out[0].cpu().half())
         starts.append(t0)
         if on_clip is not None:
