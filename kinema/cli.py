@@ -800,6 +800,9 @@ def bench_shapes(
     ] = None,
     quick: Annotated[bool, typer.Option(help="the quick subset of prompts")] = False,
     seeds: Annotated[int, typer.Option(help="seeds per prompt")] = 1,
+    first_seed: Annotated[
+        int, typer.Option(help="first seed (--seeds 3 --first-seed 3: seeds 3, 4, 5)")
+    ] = 0,
     output: Annotated[Path, typer.Option("-o", "--output", help="report folder")] = Path(
         "reports/shapesbench"
     ),
@@ -826,6 +829,8 @@ def bench_shapes(
 
     if seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {seeds}")
+    if first_seed < 0:
+        raise UsageError(f"--first-seed must be 0 or more, got {first_seed}")
     if frames < 1 or fps <= 0:
         raise UsageError(f"--frames must be at least 1 and --fps positive, got {frames} and {fps}")
     width, height = parse_size(size)
@@ -863,11 +868,12 @@ def bench_shapes(
             examples[name] = []
 
             def on_clip(result, frames, name=name, task=task):
-                if result.seed == 0 and len(examples[name]) < 12:
+                if result.seed == first_seed and len(examples[name]) < 12:
                     examples[name].append((result.prompt, frames))
                 progress.advance(task)
 
-            runs[name] = run_bench(gen, suite, range(seeds), settings, on_clip)
+            seed_range = range(first_seed, first_seed + seeds)
+            runs[name] = run_bench(gen, suite, seed_range, settings, on_clip)
     summaries = write_report(output, runs, examples, settings)
     table = Table("dimension", *summaries, title="ShapesBench")
     for dim, cells in comparison_rows(summaries):

@@ -158,6 +158,16 @@ def test_bench_quick_separates_reference_generators(tmp_path):
     assert "ShapesBench" in result.stdout
 
 
+def test_bench_first_seed_runs_later_seeds(tmp_path):
+    args = ("--quick", "--generator", "groundtruth", "--seeds", "2")
+    result = run_kinema("bench", "shapes", *args, "--first-seed", "5", "-o", "rep", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    clips = json.loads((tmp_path / "rep" / "results.json").read_text())["clips"]["groundtruth"]
+    assert sorted({c["seed"] for c in clips}) == [5, 6]
+    assert len(clips) == 30  # 15 quick prompts x 2 seeds
+    assert (tmp_path / "rep" / "report.html").is_file()  # its examples come from seed 5
+
+
 def test_bench_judges_a_folder_of_videos(tmp_path):
     sample = run_kinema(
         "world", "sample", "--n", "3", "-o", "vids", "--size", "64x64", "--frames", "17",
@@ -186,9 +196,10 @@ def test_bench_judges_a_folder_of_videos(tmp_path):
     [
         (["--videos", "does-not-exist"], ["does-not-exist"]),
         (["--seeds", "0"], ["--seeds"]),
+        (["--first-seed", "-1"], ["--first-seed"]),
         (["--generator", "no-such-generator"], ["no-such-generator"]),
     ],
-    ids=["missing-folder", "zero-seeds", "unknown-generator"],
+    ids=["missing-folder", "zero-seeds", "negative-first-seed", "unknown-generator"],
 )
 def test_bench_bad_input_exits_2(tmp_path, args, needles):
     result = run_kinema("bench", "shapes", *args, "-o", "rep", cwd=tmp_path)
