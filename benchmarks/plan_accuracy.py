@@ -1,7 +1,7 @@
 """How close `kinema plan` comes to real generations: estimated against measured wall time (and,
 with --memory, peak memory), printed as a table and then as JSON.
 
-    python benchmarks/plan_accuracy.py [--model kinema-tiny] [--steps 20] [--threads 1] [--memory]
+    python benchmarks/plan_accuracy.py [--model kinema-tiny] [--steps N] [--threads 1] [--memory]
                                        [--cases 0 1 ...]
 
 One calibration at the start predicts every setting, as `kinema plan` would ("estimated"); a
@@ -45,14 +45,14 @@ CASES = [
 ]
 
 
-def settings_for(pipe, case, steps: int) -> GenerationSettings:
+def settings_for(pipe, case, steps: int | None) -> GenerationSettings:
     """The settings a generation of this case runs with: the model's own sampler defaults
     (kinema-tiny's step caching included), so that plan and run count the same forwards."""
     _, seconds, width, height, _ = case
     return pipe.settings(seconds=seconds, width=width, height=height, steps=steps)
 
 
-def plan_for(pipe, case, steps: int):
+def plan_for(pipe, case, steps: int | None):
     s = settings_for(pipe, case, steps)
     chained = not case[4] and pipe.long_mode(s) == "chain"
     t2v = pipe.t2v
@@ -61,7 +61,7 @@ def plan_for(pipe, case, steps: int):
                      text_encoder_bytes=text)  # fmt: skip
 
 
-def run(pipe, case, steps: int) -> None:
+def run(pipe, case, steps: int | None) -> None:
     """The loaded pipeline (which chains clips over its one window), or one sequence through
     TextToVideo.generate."""
     s = settings_for(pipe, case, steps)
@@ -95,7 +95,7 @@ def peak_of(case: int, steps: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="kinema-tiny")
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=None, help="default: the model's own")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--memory", action="store_true", help="also measure peak memory")
@@ -160,7 +160,8 @@ def main() -> None:
     errors = [abs(r["time_error"]) for r in rows]
     fresh_errors = [abs(r["recalibrated_error"]) for r in rows]
     print(json.dumps({
-        "model": args.model, "steps": args.steps, "threads": torch.get_num_threads(),
+        "model": args.model, "steps": settings_for(pipe, CASES[0], args.steps).steps,
+        "threads": torch.get_num_threads(),
         "calibration": {k: float(f"{v:.4g}") for k, v in cal.__dict__.items()},
         "calibrate_seconds": round(calibrate_s, 2),
         "load_average_before": [round(v, 2) for v in load_before],
